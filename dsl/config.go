@@ -1,0 +1,190 @@
+// Package dsl decodes rollout plan files (HCL) into typed Go values.
+//
+// Every decoded object keeps the hcl.Range it came from, as Terraform's
+// configs package does, so that any later check (the planner's cycle and
+// selection checks, the executor's reports) can point at the source.
+// Decoding collects every diagnostic it can instead of stopping at the first;
+// it stops early only after syntax errors, because decoding an invalid file
+// gives confusing follow-on errors.
+//
+// Step bodies are NOT evaluated here: a step's attributes refer to
+// service.* and run.*, so the planner evaluates them once per service with
+// the EvalContext built by Config.EvalContext.
+package dsl
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Config is everything read from one root plan file and the files it
+// includes. Slices keep declaration order: the root file's blocks in source
+// order, each include spliced in where its include attribute stands (the
+// root file's own blocks first, then included files in glob order, sorted).
+type Config struct {
+	// Root is the path of the root file as given by the caller.
+	Root string
+	// Files lists every file read, root first, as cleaned paths.
+	Files []string
+	// Sources maps each file path in Files to its bytes, so diagnostics
+	// can be printed with the source line (hcl.NewDiagnosticTextWriter).
+	Sources map[string][]byte
+
+	Variables []*Variable
+	// VarValues is the object bound to `var` in expressions: every declared
+	// variable with its --var value or its default.
+	VarValues cty.Value
+	// Defaults is the merged defaults block; zero value with *Set=false when absent.
+	Defaults  Defaults
+	Pipelines []*Pipeline
+	Services  []*Service
+	Plans     []*Plan
+}
+
+// Variable is a `variable "name" { default = ... description = "..." }` block.
+type Variable struct {
+	Name        string
+	Default     cty.Value // cty.NilVal when no default was given
+	Description string
+	DeclRange   hcl.Range
+}
+
+// Defaults is the `defaults` block. Durations are parsed with
+// time.ParseDuration; a bad one is a diagnostic on the attribute's expression.
+type Defaults struct {
+	HealthTimeout     time.Duration
+	HealthTimeoutSet  bool
+	HealthRetries     int
+	HealthRetriesSet  bool
+	HealthInterval    time.Duration
+	HealthIntervalSet bool
+	EventsLog         string
+	EventsLogSet      bool
+	DeclRange         hcl.Range
+}
+
+// Pipeline is a `pipeline "name" { step "type" "name" {...} ... }` block.
+type Pipeline struct {
+	Name      string
+	Steps     []*Step
+	NameRange hcl.Range
+	DeclRange hcl.Range
+}
+
+// Step is one `step "type" "name" { ... }` block inside a pipeline. Its
+// attributes are kept unevaluated: the planner decodes Body against the step
+// type's spec once per service.
+type Step struct {
+	Type string
+	Name string
+	// If is the `if` attribute's expression, nil when absent. It is
+	// evaluated per service by the planner; false drops the step.
+	If hcl.Expression
+	// Body holds the step's remaining content (everything but `if`).
+	Body      hcl.Body
+	TypeRange hcl.Range // the first label
+	NameRange hcl.Range // the second label
+	DeclRange hcl.Range
+}
+
+// Service is a `service "name" { ... }` block. Its attributes may use var.*
+// and the standard functions, and are evaluated at decode time.
+type Service struct {
+	Name        string
+	Unit        string
+	Type        string
+	Pipeline    string // the `pipeline` attribute; "" when PipelineSet is false
+	PipelineSet bool
+	WorkingDir  string
+	DependsOn   []Dependency
+	Tags        []string
+	// Meta is the `meta` map attribute (free-form strings), reachable from
+	// step expressions as service.meta.KEY.
+	Meta   map[string]string
+	Health *Health // nil when the service has no health block
+
+	NameRange     hcl.Range
+	UnitRange     hcl.Range
+	TypeRange     hcl.Range
+	PipelineRange hcl.Range
+	DeclRange     hcl.Range
+}
+
+// Dependency is one entry of depends_on with the range of its string, so an
+// unknown name or a cycle can point at the exact element.
+type Dependency struct {
+	Name  string
+	Range hcl.Range
+}
+
+// Health kinds.
+const (
+	HealthHTTP    = "http"
+	HealthTCP     = "tcp"
+	HealthSystemd = "systemd"
+	HealthExec    = "exec"
+)
+
+// Health is a service's `health "kind" { ... }` block. Zero/unset fields take
+// the values of Defaults in the planner.
+type Health struct {
+	Kind string // one of the Health* constants
+	// http
+	URL          string
+	ExpectStatus int // 0 means any 2xx
+	// tcp
+	Address string
+	// exec
+	Command []string
+
+	Timeout     time.Duration
+	TimeoutSet  bool
+	Retries     int
+	RetriesSet  bool
+	Interval    time.Duration
+	IntervalSet bool
+
+	KindRange hcl.Range
+	DeclRange hcl.Range
+}
+
+// On-failure policies of a plan block.
+const (
+	OnFailureAbort    = "abort"
+	OnFailureContinue = "continue"
+)
+
+// Plan is a `plan "name" { ... }` block: a canned selection and policy.
+type Plan struct {
+	Name           string
+	Select         Selection
+	MaxParallel    int
+	MaxParallelSet bool
+	OnFailure      string // OnFailureAbort when unset
+	MaxFailures    int    // 0 = no limit
+	// Batches are the `batch` blocks: at most MaxUnavailable services
+	// matching Types/Tags restarting at once.
+	Batches   []*Batch
+	NameRange hcl.Range
+	DeclRange hcl.Range
+}
+
+// Selection is a plan's `select = { names = [...], types = [...], tags = [...] }`.
+// A service is selected when it matches any listed name, type or tag; an
+// empty selection selects every service.
+type Selection struct {
+	Names []string
+	Types []string
+	Tags  []string
+	Range hcl.Range
+}
+
+// Batch is `batch { types = [...] tags = [...] max_unavailable = 1 }` in a plan.
+type Batch struct {
+	Types          []string
+	Tags           []string
+	MaxUnavailable int
+	DeclRange      hcl.Range
+}

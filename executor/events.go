@@ -1,0 +1,46 @@
+package executor
+
+import "time"
+
+// Event names, as in the design contract.
+const (
+	RunStart              = "RUN_START"
+	RunSuccess            = "RUN_SUCCESS"
+	RunFailed             = "RUN_FAILED"
+	ServiceRestartStart   = "SERVICE_RESTART_START"
+	ServiceRestartSuccess = "SERVICE_RESTART_SUCCESS"
+	ServiceRestartFailed  = "SERVICE_RESTART_FAILED"
+	ServiceSkipped        = "SERVICE_SKIPPED"
+	StepStart             = "STEP_START"
+	StepSuccess           = "STEP_SUCCESS"
+	StepFailed            = "STEP_FAILED"
+	RollbackStart         = "ROLLBACK_START"
+	RollbackSuccess       = "ROLLBACK_SUCCESS"
+	RollbackFailed        = "ROLLBACK_FAILED"
+)
+
+// Event is one line of the events log. The first eight fields are the
+// contract; the rest are optional and omitted when empty.
+type Event struct {
+	Time       time.Time `json:"time"`
+	RunID      string    `json:"run_id"`
+	Event      string    `json:"event"`
+	Service    string    `json:"service,omitempty"`
+	Unit       string    `json:"unit,omitempty"`
+	Step       string    `json:"step,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+
+	Plan    string `json:"plan,omitempty"`    // RUN_* events
+	Phase   string `json:"phase,omitempty"`   // "rollback" on the STEP_* events of a rollback
+	Message string `json:"message,omitempty"` // what happened, or what a person must do
+	Cause   string `json:"cause,omitempty"`   // SERVICE_SKIPPED: the failed dependency
+	Attempt int    `json:"attempt,omitempty"`
+}
+
+// Sink receives events in order. The JSONL file sink appends each event
+// with one write(2) of one line.
+type Sink interface {
+	Write(Event) error
+	Close() error
+}

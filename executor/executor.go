@@ -1,0 +1,125 @@
+// Package executor runs a compiled plan: it walks the dependency DAG, runs
+// each service's steps in order, keeps a rollback stack per service, writes
+// events, holds the run lock and reacts to signals.
+//
+// The executor knows no step by name. It gets a Builder that turns each
+// planner.Step into a Step, and a Step's work returns the Undo that reverses
+// exactly what the work changed.
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/rollout-sh/rollout/planner"
+)
+
+// Step is one step of one service, ready to run.
+type Step interface {
+	// Do performs the step. It returns the Undo for what it changed, or nil
+	// when it changed nothing. A step that fails part-way returns the Undo
+	// for the part it did together with its error.
+	Do(ctx context.Context, env *Env) (Undo, error)
+}
+
+// Undo reverses one step's work during a rollback.
+type Undo interface {
+	// Describe says what Undo will do, for events and --dry-run ("restore
+	// /etc/systemd/system/x.service from x.service.backup, daemon-reload").
+	Describe() string
+	Undo(ctx context.Context, env *Env) error
+}
+
+// Reopener is an Undo that brackets the undos before it on the stack: the
+// executor calls its Undo first (stop the unit), then the earlier steps'
+// undos (restore code, restore the unit file, daemon-reload), then Reopen
+// (start the unit, verify health). This is the reference's rollback flow.
+type Reopener interface {
+	Undo
+	Reopen(ctx context.Context, env *Env) error
+}
+
+// ErrIrreversible is returned (wrapped) by an Undo that cannot reverse its
+// step, such as an exec step without rollback_command. The rollback goes on
+// and the event says so; it does not count as a failed rollback.
+var ErrIrreversible = errors.New("irreversible")
+
+// Builder turns a planned step into a runnable Step.
+type Builder func(svc *planner.Service, step *planner.Step) (Step, error)
+
+// Env is what a running step may use besides its own arguments.
+type Env struct {
+	RunID   string
+	Service *planner.Service
+	Step    *planner.Step
+	Force   bool
+	// Logf records a line of step output (command output, retries); the
+	// executor forwards it to the observer, never to the events log.
+	Logf func(format string, args ...any)
+	// Attempt reports the current attempt of a retrying step (health
+	// checks), for the live view.
+	Attempt func(n int)
+}
+
+// Options controls Run.
+type Options struct {
+	Build Builder
+	// Parallel is how many services may restart at once; 0 = unbounded.
+	Parallel    int
+	OnFailure   string // "abort" (default) or "continue"
+	MaxFailures int    // with "continue": stop starting services after this many failures; 0 = no limit
+	Force       bool
+	RunID       string // generated when ""
+	// LockPath is the single-run lock for the manager this run talks to;
+	// "" runs without a lock (tests). A held lock fails Run at once with
+	// an error naming the holder (pid, run id, plan, start time).
+	LockPath string
+	// Abort is closed on a second interrupt: steps in flight are cancelled
+	// and rolled back at once. Cancelling Run's ctx (the first interrupt)
+	// only stops new services from starting.
+	Abort <-chan struct{}
+	// Events receives every event; Sink implementations write JSONL.
+	Events Sink
+	// Observe, when set, sees every event and step log line as it happens
+	// (the CLI's live view). It must not block.
+	Observe func(Event)
+	// Now is time.Now unless a test sets it.
+	Now func() time.Time
+}
+
+// Result is what a run did, per service, as the reference's rollingRestart()
+// returns it.
+type Result struct {
+	RunID          string
+	Succeeded      []string
+	Failed         []string // failed and rolled back (or nothing to roll back)
+	RolledBack     []string
+	RollbackFailed []string // a person must act
+	Skipped        []string // never started: a dependency failed, or the run stopped
+	Interrupted    bool
+	Duration       time.Duration
+}
+
+// ExitCode maps a result to the contract's exit codes: 0 all done, 1 a
+// service failed and was rolled back, 3 a rollback failed, 130 interrupted.
+func (r Result) ExitCode() int {
+	switch {
+	case len(r.RollbackFailed) > 0:
+		return 3
+	case r.Interrupted:
+		return 130
+	case len(r.Failed) > 0:
+		return 1
+	}
+	return 0
+}
+
+// Run executes plan. Cancelling ctx stops new services from starting; the
+// services in flight finish or roll back (rollbacks never run under a
+// cancelled context), and the Result is marked Interrupted. The error is for problems outside the services
+// themselves (the lock is held, the events log cannot be written); service
+// failures are in the Result.
+func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) {
+	panic("executor.Run: not implemented")
+}

@@ -1,0 +1,149 @@
+// Package planner turns a decoded dsl.Config into an executable Plan: it
+// selects services, instantiates each service's pipeline with every step
+// attribute resolved for that service, builds the dependency DAG, checks it,
+// and computes the sequential order and the parallel waves.
+//
+// The planner knows no step type by name: the step types (their argument
+// specs and what undoes them) are handed in through Options.StepTypes, so
+// that the steps package can own them.
+package planner
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/rollout-sh/rollout/dsl"
+)
+
+// StepType describes one built-in step type to the planner.
+type StepType struct {
+	Name string
+	// Spec decodes a step block's body (after `if` is removed). Required
+	// attributes and attribute types come from it; hcldec reports missing
+	// and unsupported arguments with their ranges.
+	Spec hcldec.ObjectSpec
+	// Check marks health checks and stabilization: --force drops them.
+	Check bool
+	// Rollback says in a few words what undoes the step ("restores the unit
+	// file, daemon-reload"); "" means nothing to undo. plan show prints it.
+	Rollback string
+	// Validate, when set, checks decoded arguments beyond their types (a
+	// duration that does not parse, an empty command). rng gives the source
+	// range of an argument by name, for the diagnostic's Subject.
+	Validate func(args map[string]cty.Value, rng func(arg string) hcl.Range) hcl.Diagnostics
+}
+
+// RunFlags are the CLI flags of a run, bound to `run` in step expressions as
+// run.deploy, run.deploy_path, run.skip_migrations, run.force, run.dry_run.
+type RunFlags struct {
+	Deploy         bool
+	DeployPath     string
+	SkipMigrations bool
+	Force          bool
+	DryRun         bool
+}
+
+// Options controls Compile.
+type Options struct {
+	StepTypes map[string]StepType
+	Run       RunFlags
+	// PlanName picks the plan block; "" picks the root file's only plan
+	// block, or none (all services, default policy) when there is none.
+	PlanName string
+	// Services are the --service names; they narrow the plan's selection.
+	// An unknown name is an error diagnostic with a did-you-mean.
+	Services []string
+	// WithDependents adds every service downstream of the selection.
+	WithDependents bool
+	// Parallel overrides the plan's max_parallel when ParallelSet.
+	Parallel    int
+	ParallelSet bool
+}
+
+// Plan is a compiled, validated plan, ready for the executor.
+type Plan struct {
+	// Name is the plan block's name, or the root file's base name without
+	// extension when the file has no plan block.
+	Name string
+	File string
+	// Services are the selected services in Order.
+	Services []*Service
+	// Order is the sequence a --parallel 1 run follows: a topological order
+	// of the selected services, ties broken by declaration order.
+	Order []string
+	// Waves groups the selected services by depth: wave 0 has no selected
+	// dependency, wave n depends on something in wave n-1.
+	Waves [][]string
+
+	MaxParallel int // 0 = unbounded
+	OnFailure   string
+	MaxFailures int
+	Batches     []Batch
+	EventsLog   string // defaults.events_log, "" when unset
+
+	DeclRange hcl.Range // the plan block, or the root file's start
+}
+
+// Service is one selected service with its pipeline instantiated.
+type Service struct {
+	Name       string
+	Unit       string
+	Type       string
+	Pipeline   string
+	WorkingDir string
+	Tags       []string
+	// DependsOn lists all declared dependencies; Needs only those that are
+	// selected in this plan (the executor waits for Needs).
+	DependsOn []string
+	Needs     []string
+	Wave      int
+	// Health is never nil: a service without a health block gets the
+	// systemd check (unit active), as the reference does for databases.
+	Health    *Health
+	Steps     []*Step
+	DeclRange hcl.Range
+}
+
+// Health is a service's health check with the plan defaults applied
+// (unset: timeout 30s, retries 3, interval 1s, as the reference).
+type Health struct {
+	Kind         string // dsl.HealthHTTP, ...
+	URL          string
+	ExpectStatus int
+	Address      string
+	Command      []string
+	Timeout      time.Duration
+	Retries      int
+	Interval     time.Duration
+}
+
+// Step is one step instantiated for one service.
+type Step struct {
+	Name string
+	Type string
+	// Args are the step's attributes evaluated for this service, keyed by
+	// attribute name; absent optional attributes are cty.NullVal of their type.
+	Args      map[string]cty.Value
+	Check     bool   // from StepType.Check
+	Rollback  string // from StepType.Rollback
+	DeclRange hcl.Range
+}
+
+// Batch limits how many services matching Types or Tags restart at once.
+type Batch struct {
+	Types          []string
+	Tags           []string
+	MaxUnavailable int
+}
+
+// Compile turns cfg into a Plan. It collects every diagnostic (unknown
+// dependencies with a did-you-mean, cycles with their path, services without
+// a pipeline, unknown step types, bad step arguments, unused pipelines as
+// warnings, unknown --service names) and returns a nil Plan when any is an
+// error.
+func Compile(cfg *dsl.Config, opts Options) (*Plan, hcl.Diagnostics) {
+	panic("planner.Compile: not implemented")
+}
