@@ -44,3 +44,13 @@ type Sink interface {
 	Write(Event) error
 	Close() error
 }
+
+// Observer-only events: Options.Observe sees them, the events log never does.
+const (
+	// StepLog carries one line of step output (Env.Logf) or a note such as
+	// a failed Commit, in Message.
+	StepLog = "STEP_LOG"
+	// StepAttempt reports the current attempt of a retrying step
+	// (Env.Attempt), in Attempt.
+	StepAttempt = "STEP_ATTEMPT"
+)

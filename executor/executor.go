@@ -40,6 +40,15 @@ type Reopener interface {
 	Reopen(ctx context.Context, env *Env) error
 }
 
+// Committer is an optional interface of an Undo. Commit cleans up what an
+// Undo kept for a rollback that is no longer needed, e.g. a code snapshot.
+// The executor calls it after the service restarted successfully; an error
+// is reported to the observer but does not fail the service, since the
+// restart itself succeeded.
+type Committer interface {
+	Commit(ctx context.Context) error
+}
+
 // ErrIrreversible is returned (wrapped) by an Undo that cannot reverse its
 // step, such as an exec step without rollback_command. The rollback goes on
 // and the event says so; it does not count as a failed rollback.
@@ -86,6 +95,10 @@ type Options struct {
 	Observe func(Event)
 	// Now is time.Now unless a test sets it.
 	Now func() time.Time
+	// UserManager says the run talks to the user's systemd manager; the
+	// manual commands printed after a failed rollback then use
+	// `systemctl --user` instead of `sudo systemctl`.
+	UserManager bool
 }
 
 // Result is what a run did, per service, as the reference's rollingRestart()
@@ -113,13 +126,4 @@ func (r Result) ExitCode() int {
 		return 1
 	}
 	return 0
-}
-
-// Run executes plan. Cancelling ctx stops new services from starting; the
-// services in flight finish or roll back (rollbacks never run under a
-// cancelled context), and the Result is marked Interrupted. The error is for problems outside the services
-// themselves (the lock is held, the events log cannot be written); service
-// failures are in the Result.
-func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) {
-	panic("executor.Run: not implemented")
 }

@@ -9,13 +9,12 @@
 package planner
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
-
-	"github.com/rollout-sh/rollout/dsl"
 )
 
 // StepType describes one built-in step type to the planner.
@@ -30,6 +29,11 @@ type StepType struct {
 	// Rollback says in a few words what undoes the step ("restores the unit
 	// file, daemon-reload"); "" means nothing to undo. plan show prints it.
 	Rollback string
+	// Estimate, when set, says how long the step takes for a service with
+	// health h: Typical when all goes well (the waits that always happen,
+	// such as a stabilization window), Worst when every retry and timeout
+	// is used. plan show sums them along the critical path.
+	Estimate func(args map[string]cty.Value, h *Health) Span
 	// Validate, when set, checks decoded arguments beyond their types (a
 	// duration that does not parse, an empty command). rng gives the source
 	// range of an argument by name, for the diagnostic's Subject.
@@ -129,7 +133,24 @@ type Step struct {
 	Args      map[string]cty.Value
 	Check     bool   // from StepType.Check
 	Rollback  string // from StepType.Rollback
+	Estimate  Span   // from StepType.Estimate
 	DeclRange hcl.Range
+}
+
+// Span is a duration estimate: what usually happens, and the most it can take.
+type Span struct {
+	Typical time.Duration
+	Worst   time.Duration
+}
+
+// Add returns the sum of two spans.
+func (s Span) Add(o Span) Span { return Span{s.Typical + o.Typical, s.Worst + o.Worst} }
+
+func (s Span) String() string {
+	if s.Typical == s.Worst {
+		return s.Worst.String()
+	}
+	return fmt.Sprintf("%s typical, %s at most", s.Typical, s.Worst)
 }
 
 // Batch limits how many services matching Types or Tags restart at once.
@@ -137,13 +158,4 @@ type Batch struct {
 	Types          []string
 	Tags           []string
 	MaxUnavailable int
-}
-
-// Compile turns cfg into a Plan. It collects every diagnostic (unknown
-// dependencies with a did-you-mean, cycles with their path, services without
-// a pipeline, unknown step types, bad step arguments, unused pipelines as
-// warnings, unknown --service names) and returns a nil Plan when any is an
-// error.
-func Compile(cfg *dsl.Config, opts Options) (*Plan, hcl.Diagnostics) {
-	panic("planner.Compile: not implemented")
 }

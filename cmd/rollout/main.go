@@ -1,11 +1,12 @@
+// Command rollout restarts the services of a platform in dependency order,
+// driven by reviewable HCL plans, and rolls back a service whose restart
+// goes wrong. See README.md and ../../plans for examples.
 package main
 
 import (
-	_ "github.com/coreos/go-systemd/v22/dbus"
-	_ "github.com/mattn/go-isatty"
-	_ "github.com/spf13/cobra"
-
-	_ "github.com/rollout-sh/rollout/steps"
+	"os"
 )
 
-func main() {}
+func main() {
+	os.Exit(Main(os.Args[1:], systemStreams()))
+}

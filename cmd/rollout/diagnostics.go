@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Diagnostic output formats of `plan validate`.
+const (
+	formatText   = "text"
+	formatJSON   = "json"
+	formatGitHub = "github"
+)
+
+// writeDiagsText prints diagnostics as Terraform does: severity and summary,
+// file:line:column, the source line with the subject underlined, then the
+// detail (why and what to do).
+func writeDiagsText(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics, color bool) error {
+	if len(diags) == 0 {
+		return nil
+	}
+	dw := hcl.NewDiagnosticTextWriter(w, files, 100, color)
+	return dw.WriteDiagnostics(diags)
+}
+
+// jsonDiag is one diagnostic in `--format json`, shaped like Terraform's
+// `validate -json` so existing tooling can read it.
+type jsonDiag struct {
+	Severity string     `json:"severity"`
+	Summary  string     `json:"summary"`
+	Detail   string     `json:"detail,omitempty"`
+	Range    *jsonRange `json:"range,omitempty"`
+	Snippet  *jsonSnip  `json:"snippet,omitempty"`
+}
+
+type jsonRange struct {
+	Filename string  `json:"filename"`
+	Start    jsonPos `json:"start"`
+	End      jsonPos `json:"end"`
+}
+
+type jsonPos struct {
+	Line   int `json:"line"`
+	Column int `json:"column"`
+	Byte   int `json:"byte"`
+}
+
+type jsonSnip struct {
+	Code      string `json:"code"`
+	StartLine int    `json:"start_line"`
+}
+
+type jsonReport struct {
+	Valid        bool       `json:"valid"`
+	ErrorCount   int        `json:"error_count"`
+	WarningCount int        `json:"warning_count"`
+	Files        []string   `json:"files"`
+	Diagnostics  []jsonDiag `json:"diagnostics"`
+}
+
+func toJSONDiags(files map[string]*hcl.File, diags hcl.Diagnostics) []jsonDiag {
+	out := make([]jsonDiag, 0, len(diags))
+	for _, d := range diags {
+		jd := jsonDiag{Severity: "error", Summary: d.Summary, Detail: d.Detail}
+		if d.Severity == hcl.DiagWarning {
+			jd.Severity = "warning"
+		}
+		if r := d.Subject; r != nil {
+			jd.Range = &jsonRange{
+				Filename: r.Filename,
+				Start:    jsonPos{r.Start.Line, r.Start.Column, r.Start.Byte},
+				End:      jsonPos{r.End.Line, r.End.Column, r.End.Byte},
+			}
+			if line, ok := sourceLine(files, r); ok {
+				jd.Snippet = &jsonSnip{Code: line, StartLine: r.Start.Line}
+			}
+		}
+		out = append(out, jd)
+	}
+	return out
+}
+
+// sourceLine returns the line of the file where r starts.
+func sourceLine(files map[string]*hcl.File, r *hcl.Range) (string, bool) {
+	f := files[r.Filename]
+	if f == nil || r.Start.Line < 1 {
+		return "", false
+	}
+	lines := strings.Split(string(f.Bytes), "\n")
+	if r.Start.Line > len(lines) {
+		return "", false
+	}
+	return strings.TrimRight(lines[r.Start.Line-1], "\r"), true
+}
+
+func writeDiagsJSON(w io.Writer, report jsonReport) error {
+	if report.Diagnostics == nil {
+		report.Diagnostics = []jsonDiag{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(report)
+}
+
+// writeDiagsGitHub prints GitHub Actions workflow commands, which GitHub
+// shows as annotations on the pull request's changed lines.
+func writeDiagsGitHub(w io.Writer, diags hcl.Diagnostics) error {
+	for _, d := range diags {
+		level := "error"
+		if d.Severity == hcl.DiagWarning {
+			level = "warning"
+		}
+		var props []string
+		if r := d.Subject; r != nil {
+			props = append(props,
+				"file="+ghProperty(r.Filename),
+				fmt.Sprintf("line=%d", r.Start.Line),
+				fmt.Sprintf("col=%d", r.Start.Column),
+				fmt.Sprintf("endLine=%d", r.End.Line),
+				fmt.Sprintf("endColumn=%d", r.End.Column))
+		}
+		props = append(props, "title="+ghProperty(d.Summary))
+		msg := d.Summary
+		if d.Detail != "" {
+			msg += ": " + d.Detail
+		}
+		if _, err := fmt.Fprintf(w, "::%s %s::%s\n", level, strings.Join(props, ","), ghData(msg)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ghData and ghProperty escape as the GitHub Actions toolkit does.
+func ghData(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
+}
+
+func ghProperty(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
+}

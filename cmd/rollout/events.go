@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rollout-sh/rollout/executor"
+)
+
+// EventsOptions are the inputs of `rollout events`.
+type EventsOptions struct {
+	IO      *IOStreams
+	File    string
+	Last    bool
+	RunID   string
+	Service string
+	JSON    bool
+}
+
+// NewCmdEvents builds `events`.
+func NewCmdEvents(io *IOStreams, runF func(*EventsOptions) error) *cobra.Command {
+	opts := &EventsOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "events [--last | --run ID] [--service NAME] [--json] [--events FILE]",
+		Short: "Show the history of runs from the events log",
+		Long: `Show the history of runs from the events log: one line per run (when, plan,
+services restarted, failed, rolled back, skipped, how long), oldest first.
+With --last or --run ID, the run's events in detail. With --service, only the
+runs that touched that service, and only its events.`,
+		Example: `  rollout events
+  rollout events --last
+  rollout events --run 20261125T031502Z-4f2a1c --service sso.api
+  rollout events --events ./events.jsonl --json | jq .`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Last && opts.RunID != "" {
+				return usageError("`--last` and `--run` cannot be used together")
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return eventsRun(opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.File, "events", "", "the events log to read (default: the per-user state file, as `run` writes it)")
+	cmd.Flags().BoolVar(&opts.Last, "last", false, "show the last run in detail")
+	cmd.Flags().StringVar(&opts.RunID, "run", "", "show the run with this `ID` in detail")
+	cmd.Flags().StringVar(&opts.Service, "service", "", "only runs and events of this service")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON: the run summaries, or the selected run's events as JSON lines")
+	return cmd
+}
+
+func eventsRun(opts *EventsOptions) error {
+	path := opts.File
+	if path == "" {
+		path = executor.DefaultEventLogPath()
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return usageError("no events log at %s: nothing has run yet, or pass `--events FILE`", path)
+		}
+		return usageError("%v", err)
+	}
+	defer f.Close()
+	events, bad, err := executor.ReadEvents(f)
+	if err != nil {
+		return usageError("reading %s: %v", path, err)
+	}
+	if bad > 0 {
+		fmt.Fprintf(opts.IO.ErrOut, "rollout: %s: skipped %s that are not events\n", path, plural(bad, "line"))
+	}
+	runs := executor.Summarize(events)
+	if opts.Service != "" {
+		runs = slices.DeleteFunc(runs, func(r executor.RunSummary) bool {
+			return !slices.ContainsFunc(r.Events, func(e executor.Event) bool { return e.Service == opts.Service })
+		})
+	}
+	if len(runs) == 0 {
+		fmt.Fprintf(opts.IO.ErrOut, "rollout: no runs in %s%s\n", path, forService(opts.Service))
+		return nil
+	}
+	if !opts.Last && opts.RunID == "" {
+		if opts.JSON {
+			enc := json.NewEncoder(opts.IO.Out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(runs)
+		}
+		return writeRunList(opts.IO.Out, runs)
+	}
+	run := runs[len(runs)-1]
+	if opts.RunID != "" {
+		i := slices.IndexFunc(runs, func(r executor.RunSummary) bool { return r.RunID == opts.RunID })
+		if i < 0 {
+			return usageError("no run %q in %s%s; `rollout events` lists the runs", opts.RunID, path, forService(opts.Service))
+		}
+		run = runs[i]
+	}
+	evs := run.Events
+	if opts.Service != "" {
+		evs = slices.DeleteFunc(slices.Clone(evs), func(e executor.Event) bool {
+			return e.Service != opts.Service && e.Service != ""
+		})
+	}
+	if opts.JSON {
+		enc := json.NewEncoder(opts.IO.Out)
+		for _, e := range evs {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return writeRunDetail(opts.IO.Out, run, evs)
+}
+
+func forService(s string) string {
+	if s == "" {
+		return ""
+	}
+	return fmt.Sprintf(" for service %q", s)
+}
+
+func writeRunList(w io.Writer, runs []executor.RunSummary) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tRUN\tPLAN\tOUTCOME\tRESTARTED\tFAILED\tROLLED BACK\tSKIPPED\tDURATION")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
+			r.Start.Local().Format("2006-01-02 15:04:05"), r.RunID, r.Plan, r.Outcome,
+			len(r.Restarted), len(r.Failed), len(r.RolledBack), len(r.Skipped),
+			r.Duration().Round(time.Millisecond))
+	}
+	return tw.Flush()
+}
+
+func writeRunDetail(w io.Writer, r executor.RunSummary, evs []executor.Event) error {
+	fmt.Fprintf(w, "run %s of plan %q: %s in %s, started %s\n", r.RunID, r.Plan, r.Outcome,
+		r.Duration().Round(time.Millisecond), r.Start.Local().Format("2006-01-02 15:04:05"))
+	for _, line := range []struct {
+		label string
+		names []string
+	}{
+		{"restarted", r.Restarted}, {"failed", r.Failed}, {"rolled back", r.RolledBack},
+		{"ROLLBACK FAILED", r.RollbackFailed}, {"skipped", r.Skipped},
+	} {
+		if len(line.names) > 0 {
+			fmt.Fprintf(w, "  %s: %s\n", line.label, strings.Join(line.names, ", "))
+		}
+	}
+	fmt.Fprintln(w)
+	for _, e := range evs {
+		if s := plainLine(e); s != "" {
+			fmt.Fprintf(w, "%s  %s\n", e.Time.Local().Format("15:04:05.000"), s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/planner"
+)
+
+// liveView draws a run on a terminal: finished services scroll by above a
+// live area that holds the counts and one row per service in flight (its
+// step, how long it has been at it, the attempt). It redraws on a ticker,
+// never per event, so a burst of events costs one frame.
+type liveView struct {
+	mu     sync.Mutex
+	w      io.Writer
+	color  bool
+	now    func() time.Time
+	total  int
+	order  map[string]int // plan position, to sort rows
+	flight map[string]*flightRow
+	done   map[string]time.Duration // finished services and how long each took
+	status map[string]string        // "done", "failed", "rolled back", "ROLLBACK FAILED", "skipped"
+	counts struct{ done, failed, skipped int }
+	drawn  int // lines of the live area on screen
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+type flightRow struct {
+	start     time.Time
+	step      string
+	stepStart time.Time
+	attempt   int
+	rollback  bool
+}
+
+func newLiveView(w io.Writer, plan *planner.Plan, color bool, now func() time.Time) *liveView {
+	v := &liveView{
+		w: w, color: color, now: now, total: len(plan.Services),
+		order:  map[string]int{},
+		flight: map[string]*flightRow{},
+		done:   map[string]time.Duration{},
+		status: map[string]string{},
+		stop:   make(chan struct{}),
+	}
+	for i, s := range plan.Services {
+		v.order[s.Name] = i
+	}
+	return v
+}
+
+// start redraws every interval until close.
+func (v *liveView) start(interval time.Duration) {
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				v.mu.Lock()
+				v.redraw()
+				v.mu.Unlock()
+			case <-v.stop:
+				return
+			}
+		}
+	}()
+}
+
+func (v *liveView) close() {
+	close(v.stop)
+	v.wg.Wait()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.clear()
+}
+
+// observe updates the state; lines that must stay (a service finished,
+// failed, rolled back) are printed above the live area at once.
+func (v *liveView) observe(e executor.Event) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	row := v.flight[e.Service]
+	switch e.Event {
+	case executor.ServiceRestartStart:
+		v.flight[e.Service] = &flightRow{start: e.Time, stepStart: e.Time}
+	case executor.StepStart:
+		if row != nil {
+			row.step, row.stepStart, row.attempt, row.rollback = e.Step, e.Time, 0, e.Phase != ""
+		}
+	case executor.StepAttempt:
+		if row != nil {
+			row.attempt = e.Attempt
+		}
+	case executor.RollbackStart:
+		if row != nil {
+			row.rollback = true
+		}
+		v.printAbove(v.paint("33", "↺ "+e.Service+" rolling back: "+e.Error))
+	case executor.ServiceRestartSuccess:
+		v.finish(e, "done")
+		v.counts.done++
+		v.printAbove(v.paint("32", fmt.Sprintf("✓ %s %s", e.Service, ms(e.DurationMS))))
+	case executor.ServiceRestartFailed:
+		st := "failed"
+		if v.status[e.Service] != "" {
+			st = v.status[e.Service]
+		}
+		v.finish(e, st)
+		v.counts.failed++
+		v.printAbove(v.paint("31", fmt.Sprintf("✗ %s %s: %s", e.Service, ms(e.DurationMS), firstNonEmpty(e.Error, e.Message))))
+	case executor.RollbackSuccess:
+		v.status[e.Service] = "rolled back"
+		v.printAbove(v.paint("33", fmt.Sprintf("↺ %s rolled back %s", e.Service, ms(e.DurationMS))))
+	case executor.RollbackFailed:
+		v.status[e.Service] = "ROLLBACK FAILED"
+		v.printAbove(v.paint("1;31", fmt.Sprintf("!! %s ROLLBACK FAILED: %s", e.Service, e.Error)) + "\n" + indent(e.Message, "   "))
+	case executor.ServiceSkipped:
+		v.status[e.Service] = "skipped"
+		v.counts.skipped++
+		v.printAbove(v.paint("2", fmt.Sprintf("- %s skipped: %s", e.Service, firstNonEmpty(e.Message, e.Cause))))
+	}
+}
+
+func (v *liveView) finish(e executor.Event, status string) {
+	delete(v.flight, e.Service)
+	v.done[e.Service] = time.Duration(e.DurationMS) * time.Millisecond
+	v.status[e.Service] = status
+}
+
+func ms(d int64) string {
+	return (time.Duration(d) * time.Millisecond).Round(10 * time.Millisecond).String()
+}
+
+func (v *liveView) paint(code, s string) string {
+	if !v.color {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// printAbove clears the live area, prints s, and redraws the area below it.
+func (v *liveView) printAbove(s string) {
+	v.clear()
+	fmt.Fprintln(v.w, s)
+	v.redraw()
+}
+
+func (v *liveView) clear() {
+	if v.drawn > 0 {
+		fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.drawn)
+		v.drawn = 0
+	}
+}
+
+func (v *liveView) redraw() {
+	v.clear()
+	frame := v.frame(v.now())
+	fmt.Fprint(v.w, frame)
+	v.drawn = strings.Count(frame, "\n")
+}
+
+// frame is the live area: a counts line, then one row per service in flight.
+func (v *liveView) frame(now time.Time) string {
+	var sb strings.Builder
+	remaining := v.total - v.counts.done - v.counts.failed - v.counts.skipped - len(v.flight)
+	fmt.Fprintf(&sb, "%d done, %d failed, %d skipped, %d in flight, %d remaining\n",
+		v.counts.done, v.counts.failed, v.counts.skipped, len(v.flight), remaining)
+	names := make([]string, 0, len(v.flight))
+	for n := range v.flight {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return v.order[names[i]] < v.order[names[j]] })
+	for _, n := range names {
+		r := v.flight[n]
+		step := r.step
+		if r.rollback {
+			step = "rollback " + step
+		}
+		attempt := ""
+		if r.attempt > 1 {
+			attempt = fmt.Sprintf(" attempt %d", r.attempt)
+		}
+		fmt.Fprintf(&sb, "  %-28s %-24s %6s%s\n", n, step, now.Sub(r.stepStart).Round(100*time.Millisecond), attempt)
+	}
+	return sb.String()
+}
+
+// summaryTable is printed at the end of a run: each service, its outcome and
+// how long it took, in plan order.
+func (v *liveView) summaryTable(w io.Writer, plan *planner.Plan) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tRESULT\tDURATION")
+	for _, s := range plan.Services {
+		st := v.status[s.Name]
+		if st == "" {
+			st = "not started"
+		}
+		d := ""
+		if dur, ok := v.done[s.Name]; ok {
+			d = dur.Round(10 * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, st, d)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/planner"
+	"github.com/rollout-sh/rollout/steps"
+)
+
+// RunOptions are the inputs of `rollout run`.
+type RunOptions struct {
+	IO     *IOStreams
+	File   string
+	Flags  planFlags
+	Events string
+	User   bool
+	JSON   bool
+	NoTTY  bool
+
+	// Systemd connects to the manager; tests replace it with a fake or a
+	// private manager.
+	Systemd func(ctx context.Context, user bool) (steps.Backend, error)
+	// Signals delivers interrupts; nil means SIGINT and SIGTERM.
+	Signals <-chan os.Signal
+	// LockPath overrides the per-manager lock (tests).
+	LockPath string
+}
+
+// NewCmdRun builds `run`.
+func NewCmdRun(io *IOStreams, runF func(*RunOptions) error) *cobra.Command {
+	opts := &RunOptions{IO: io, Systemd: connectSystemd}
+	cmd := &cobra.Command{
+		Use:   "run FILE [--service NAME]... [--dry-run] [--force] [--deploy --deploy-path DIR] [--skip-migrations] [--parallel N] [--var K=V]... [--events FILE] [--user] [--json]",
+		Short: "Restart the plan's services in dependency order, rolling back any that fails",
+		Long: `Restart the services a plan selects, in dependency order. For each service
+its pipeline's steps run in order; when a step fails, everything the service's
+earlier steps changed is undone (stop, restore code and unit file,
+daemon-reload, start, verify health) and no new service starts (on_failure =
+"abort") or only those that do not depend on it (on_failure = "continue").
+
+Exit status: 0 all done; 1 a service failed and was rolled back; 2 bad usage,
+an invalid plan, or another run holds the lock; 3 a rollback failed and a
+person must act; 130 interrupted.
+
+Ctrl-C once: nothing new starts; the services in flight finish or roll back.
+Ctrl-C twice: the services in flight are rolled back at once.`,
+		Example: `  # preview: resolved steps and read-only checks, nothing changed or written
+  rollout run plans/platform.hcl --dry-run
+  # restart one service (pnpm restart:rolling --service sso.api)
+  rollout run plans/platform.hcl --service sso.api
+  # deploy new code, then restart
+  rollout run plans/platform.hcl --service sso.api --deploy --deploy-path /tmp/deploy/sso-api
+  # emergency: no health checks, no stabilization
+  rollout run plans/platform.hcl --service sso.api --force
+  # the user's own systemd manager, events as JSON lines
+  rollout run plans/demo.hcl --user --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.File = args[0]
+			if err := opts.Flags.check(cmd.Flags()); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return runRun(opts)
+		},
+	}
+	fs := cmd.Flags()
+	addPlanFlags(fs, &opts.Flags)
+	fs.BoolVar(&opts.Flags.DryRun, "dry-run", false, "print every step that would run with its resolved arguments; change and write nothing")
+	fs.StringVar(&opts.Events, "events", "", "append events to this JSONL `FILE` (default: the plan's events_log, else a per-user state file)")
+	fs.BoolVar(&opts.User, "user", false, "talk to the user's systemd manager instead of the system one")
+	fs.BoolVar(&opts.JSON, "json", false, "stream events as JSON lines on stdout")
+	fs.BoolVar(&opts.NoTTY, "no-tty", false, "plain output even on a terminal")
+	return cmd
+}
+
+func connectSystemd(ctx context.Context, user bool) (steps.Backend, error) {
+	return steps.Connect(ctx, steps.ConnectOptions{User: user})
+}
+
+func runRun(opts *RunOptions) error {
+	c, err := loadForRun(opts.IO, opts.File, &opts.Flags)
+	if err != nil {
+		return err
+	}
+	plan := c.Plan
+	if opts.Flags.DryRun {
+		return dryRun(opts, plan)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sd, err := opts.Systemd(ctx, opts.User)
+	if err != nil {
+		return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
+	}
+	defer sd.Close()
+
+	eventsPath := opts.Events
+	if eventsPath == "" {
+		eventsPath = plan.EventsLog
+	}
+	if eventsPath == "" {
+		eventsPath = executor.DefaultEventLogPath()
+	}
+	sink, err := executor.OpenEventLog(eventsPath)
+	if err != nil {
+		return usageError("cannot open the events log: %v; pass `--events FILE` to write it elsewhere", err)
+	}
+	defer sink.Close()
+
+	lockPath := opts.LockPath
+	if lockPath == "" {
+		lockPath = executor.DefaultLockPath(opts.User)
+	}
+
+	abort := make(chan struct{})
+	stopSignals := watchSignals(opts, cancel, abort)
+	defer stopSignals()
+
+	out := newEventPrinter(opts)
+	observe := out.observe
+	var live *liveView
+	if opts.IO.OutTTY && !opts.NoTTY && !opts.JSON {
+		live = newLiveView(opts.IO.Out, plan, opts.IO.ColorOut(), time.Now)
+		live.start(100 * time.Millisecond)
+		observe = live.observe
+	}
+	res, runErr := executor.Run(ctx, plan, executor.Options{
+		Build:       steps.NewBuilder(steps.Deps{Systemd: sd}),
+		Parallel:    plan.MaxParallel,
+		OnFailure:   plan.OnFailure,
+		MaxFailures: plan.MaxFailures,
+		Force:       opts.Flags.Force,
+		UserManager: opts.User,
+		LockPath:    lockPath,
+		Abort:       abort,
+		Events:      sink,
+		Observe:     observe,
+	})
+	if live != nil {
+		live.close()
+		if res.RunID != "" {
+			fmt.Fprintln(opts.IO.Out)
+			live.summaryTable(opts.IO.Out, plan)
+		}
+	}
+	if runErr != nil && res.RunID == "" {
+		// Nothing ran: the lock is held or the run could not start.
+		return usageError("%v", runErr)
+	}
+	out.summary(plan, res, eventsPath)
+	if runErr != nil {
+		fmt.Fprintf(opts.IO.ErrOut, "rollout: %v\n", runErr)
+	}
+	return silentExit(res.ExitCode())
+}
+
+// watchSignals turns the first interrupt into "start nothing new" and the
+// second into "roll back what is in flight now".
+func watchSignals(opts *RunOptions, cancel context.CancelFunc, abort chan struct{}) (stop func()) {
+	sigs := opts.Signals
+	var ch chan os.Signal
+	if sigs == nil {
+		ch = make(chan os.Signal, 2)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		sigs = ch
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		fmt.Fprintln(opts.IO.ErrOut, "rollout: interrupted: no new service will start; the services in flight finish or roll back. Interrupt again to roll them back now.")
+		cancel()
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		fmt.Fprintln(opts.IO.ErrOut, "rollout: interrupted again: rolling back the services in flight now.")
+		close(abort)
+	}()
+	return func() {
+		close(done)
+		if ch != nil {
+			signal.Stop(ch)
+		}
+	}
+}
+
+// dryRun prints every step that would run, with its resolved arguments and
+// what would undo it, and makes read-only checks of each unit. It changes
+// nothing and writes no events.
+func dryRun(opts *RunOptions, plan *planner.Plan) error {
+	w := opts.IO.Out
+	fmt.Fprintf(w, "Dry run of plan %q: %s, nothing will be changed.\n", plan.Name, plural(len(plan.Services), "service"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sd, err := opts.Systemd(ctx, opts.User)
+	if err != nil {
+		fmt.Fprintf(opts.IO.ErrOut, "rollout: units not checked: cannot reach the systemd manager: %v\n", err)
+		sd = nil
+	} else {
+		defer sd.Close()
+	}
+	problems := 0
+	for i, svc := range plan.Services {
+		fmt.Fprintf(w, "\n%d. %s (%s), wave %d\n", i+1, svc.Name, svc.Unit, svc.Wave)
+		if sd != nil {
+			note, ok := checkUnit(ctx, sd, svc.Unit)
+			if !ok {
+				problems++
+			}
+			fmt.Fprintf(w, "   unit: %s\n", note)
+		}
+		for _, st := range svc.Steps {
+			fmt.Fprintf(w, "   - %s (%s)%s\n", st.Name, st.Type, formatArgs(st.Args))
+			if st.Rollback != "" {
+				fmt.Fprintf(w, "       undo: %s\n", st.Rollback)
+			}
+		}
+	}
+	if problems > 0 {
+		fmt.Fprintf(w, "\n%s would fail: see the unit lines above.\n", plural(problems, "service"))
+		return silentExit(exitFailed)
+	}
+	return nil
+}
+
+// checkUnit is the read-only check of --dry-run: is the unit loaded, is it
+// running, can it reload.
+func checkUnit(ctx context.Context, sd steps.Backend, unit string) (string, bool) {
+	st, err := sd.Status(ctx, unit)
+	if err != nil {
+		return "cannot read: " + err.Error(), false
+	}
+	if st.LoadState != "loaded" {
+		return fmt.Sprintf("NOT LOADED (LoadState=%s): the restart would fail", st.LoadState), false
+	}
+	reload := "cannot reload (restart instead)"
+	if st.CanReload {
+		reload = "can reload"
+	}
+	return fmt.Sprintf("loaded, %s/%s, %s", st.ActiveState, st.SubState, reload), true
+}

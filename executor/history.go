@@ -1,0 +1,97 @@
+package executor
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"sort"
+	"time"
+)
+
+// RunSummary is one run as read back from the events log.
+type RunSummary struct {
+	RunID      string    `json:"run_id"`
+	Plan       string    `json:"plan,omitempty"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end,omitzero"`
+	Outcome    string    `json:"outcome"` // succeeded, failed, rollback failed, unfinished
+	Restarted  []string  `json:"restarted"`
+	Failed     []string  `json:"failed"`
+	RolledBack []string  `json:"rolled_back"`
+	// RollbackFailed services need a person.
+	RollbackFailed []string `json:"rollback_failed"`
+	Skipped        []string `json:"skipped"`
+	Events         []Event  `json:"-"`
+}
+
+// Duration is how long the run took, or how long it ran before its last
+// event when it never finished (a crash).
+func (s RunSummary) Duration() time.Duration {
+	end := s.End
+	if end.IsZero() && len(s.Events) > 0 {
+		end = s.Events[len(s.Events)-1].Time
+	}
+	return end.Sub(s.Start)
+}
+
+// ReadEvents reads a JSONL events log. A line that is not a JSON event (the
+// torn last line of a killed run, say) is counted in bad and skipped, so
+// one bad line never hides the history.
+func ReadEvents(r io.Reader) (events []Event, bad int, err error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		var e Event
+		if json.Unmarshal(line, &e) != nil || e.Event == "" {
+			bad++
+			continue
+		}
+		events = append(events, e)
+	}
+	return events, bad, sc.Err()
+}
+
+// Summarize groups events by run, in the order runs started.
+func Summarize(events []Event) []RunSummary {
+	index := map[string]int{}
+	var runs []RunSummary
+	for _, e := range events {
+		i, ok := index[e.RunID]
+		if !ok {
+			i = len(runs)
+			index[e.RunID] = i
+			runs = append(runs, RunSummary{RunID: e.RunID, Start: e.Time, Outcome: "unfinished"})
+		}
+		s := &runs[i]
+		s.Events = append(s.Events, e)
+		switch e.Event {
+		case RunStart:
+			s.Plan, s.Start = e.Plan, e.Time
+		case RunSuccess:
+			s.End, s.Outcome = e.Time, "succeeded"
+		case RunFailed:
+			s.End, s.Outcome = e.Time, "failed"
+		case ServiceRestartSuccess:
+			s.Restarted = append(s.Restarted, e.Service)
+		case ServiceRestartFailed:
+			s.Failed = append(s.Failed, e.Service)
+		case RollbackSuccess:
+			s.RolledBack = append(s.RolledBack, e.Service)
+		case RollbackFailed:
+			s.RollbackFailed = append(s.RollbackFailed, e.Service)
+		case ServiceSkipped:
+			s.Skipped = append(s.Skipped, e.Service)
+		}
+	}
+	for i := range runs {
+		if len(runs[i].RollbackFailed) > 0 {
+			runs[i].Outcome = "rollback failed"
+		}
+	}
+	sort.SliceStable(runs, func(a, b int) bool { return runs[a].Start.Before(runs[b].Start) })
+	return runs
+}

@@ -1,0 +1,278 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/rollout-sh/rollout/planner"
+)
+
+// rollbackTimeout bounds a rollback (and a Commit). Rollbacks run under a
+// context of their own, never the run's: an interrupted run must still put
+// a half-restarted service back.
+const rollbackTimeout = 10 * time.Minute
+
+// Run executes plan. Cancelling ctx stops new services from starting; the
+// services in flight finish or roll back (rollbacks never run under a
+// cancelled context), and the Result is marked Interrupted. The error is for
+// problems outside the services themselves (the lock is held, the events log
+// cannot be written); service failures are in the Result.
+//
+// When Run fails before the run starts (no plan, a bad option, the lock is
+// held), it emits no event and returns a Result with an empty RunID.
+// Run does not close Options.Events: whoever opened it closes it.
+func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.RunID == "" {
+		opts.RunID = newRunID(opts.Now())
+	}
+	if plan == nil {
+		return Result{}, errors.New("executor: no plan")
+	}
+	switch opts.OnFailure {
+	case "":
+		opts.OnFailure = "abort"
+	case "abort", "continue":
+	default:
+		return Result{}, fmt.Errorf("executor: on_failure %q is not \"abort\" or \"continue\"", opts.OnFailure)
+	}
+
+	if opts.LockPath != "" {
+		lock, err := AcquireLock(opts.LockPath, lockHolder(plan, opts))
+		if err != nil {
+			return Result{}, err
+		}
+		defer lock.Release()
+	}
+
+	r := &runner{
+		plan:  plan,
+		opts:  opts,
+		now:   opts.Now,
+		em:    &emitter{sink: opts.Events, observe: opts.Observe, runID: opts.RunID, now: opts.Now},
+		sched: newSchedule(plan, opts.Parallel),
+		done:  make(chan serviceDone, len(plan.Services)),
+		// Rollbacks and commits keep ctx's values but not its cancellation.
+		base: context.WithoutCancel(ctx),
+	}
+	// Steps run under their own context: the first interrupt (ctx) lets
+	// them finish; only Abort cancels them.
+	stepCtx, cancelSteps := context.WithCancel(r.base)
+	defer cancelSteps()
+	r.stepCtx = stepCtx
+
+	start := r.now()
+	r.em.emit(Event{
+		Event:   RunStart,
+		Plan:    plan.Name,
+		Message: fmt.Sprintf("restarting %s", plural(len(plan.Services), "service")),
+	})
+	r.walk(ctx, cancelSteps)
+	res := r.result()
+	res.Duration = r.now().Sub(start)
+
+	end := Event{Event: RunSuccess, Plan: plan.Name, DurationMS: res.Duration.Milliseconds()}
+	if summary, ok := summarise(res, len(plan.Services)); !ok {
+		end.Event = RunFailed
+		end.Error = summary
+	} else {
+		end.Message = summary
+	}
+	r.em.emit(end)
+	return res, r.em.err()
+}
+
+func lockHolder(plan *planner.Plan, opts Options) LockHolder {
+	h := LockHolder{PID: os.Getpid(), RunID: opts.RunID, Plan: plan.Name, Started: opts.Now()}
+	if u, err := user.Current(); err == nil {
+		h.User = u.Username
+	} else {
+		h.User = os.Getenv("USER")
+	}
+	h.Host, _ = os.Hostname()
+	return h
+}
+
+// runner is one run: the coordinator's state plus what service goroutines
+// share (read-only, except the emitter which locks).
+type runner struct {
+	plan    *planner.Plan
+	opts    Options
+	now     func() time.Time
+	em      *emitter
+	sched   *schedule
+	done    chan serviceDone
+	base    context.Context // the run's values without its cancellation
+	stepCtx context.Context // cancelled by Abort
+
+	// Coordinator-only state.
+	stopCause   string // why no new service may start; "" while they may
+	interrupted bool
+	failures    int
+}
+
+type serviceDone struct {
+	index   int
+	outcome outcome
+}
+
+// walk is the coordinator loop: it starts every ready service a slot allows,
+// then waits for a service to finish, an interrupt, or an abort. It is the
+// only goroutine that touches the schedule.
+func (r *runner) walk(ctx context.Context, cancelSteps context.CancelFunc) {
+	ctxDone := ctx.Done()
+	abort := r.opts.Abort
+	for {
+		if ctx.Err() != nil {
+			ctxDone = nil
+			r.interrupt()
+		}
+		select {
+		case <-abort:
+			abort = nil
+			r.interrupt()
+			cancelSteps()
+		default:
+		}
+		if r.stopCause == "" {
+			for {
+				i, ok := r.sched.next()
+				if !ok {
+					break
+				}
+				go r.runService(i)
+			}
+		}
+		if r.sched.inFlight == 0 {
+			break
+		}
+		select {
+		case d := <-r.done:
+			r.finished(d)
+		case <-ctxDone:
+			ctxDone = nil
+			r.interrupt()
+		case <-abort:
+			abort = nil
+			r.interrupt()
+			cancelSteps()
+		}
+	}
+	cause, msg := r.stopCause, r.stopCause
+	if cause == "" {
+		// Only reachable when Needs form a cycle, which the planner rejects.
+		cause, msg = "dependencies never finished", "its dependencies never finished (a dependency cycle?)"
+	}
+	for _, i := range r.sched.skipRest() {
+		r.skip(i, cause, msg)
+	}
+}
+
+func (r *runner) runService(i int) {
+	r.done <- serviceDone{index: i, outcome: r.restart(r.plan.Services[i])}
+}
+
+// interrupt stops new services from starting. A run with nothing left to do
+// is not marked interrupted.
+func (r *runner) interrupt() {
+	if r.interrupted || (r.sched.pending == 0 && r.sched.inFlight == 0) {
+		return
+	}
+	r.interrupted = true
+	r.stop("interrupted")
+}
+
+func (r *runner) stop(cause string) {
+	if r.stopCause == "" {
+		r.stopCause = cause
+	}
+}
+
+func (r *runner) finished(d serviceDone) {
+	r.sched.finish(d.index, d.outcome)
+	if !d.outcome.failed() {
+		return
+	}
+	r.failures++
+	name := r.plan.Services[d.index].Name
+	for _, i := range r.sched.skipDependents(d.index) {
+		r.skip(i, name, fmt.Sprintf("dependency %s failed", name))
+	}
+	switch {
+	case r.opts.OnFailure == "abort":
+		r.stop(fmt.Sprintf("run aborted after %s failed", name))
+	case r.opts.MaxFailures > 0 && r.failures >= r.opts.MaxFailures:
+		r.stop(fmt.Sprintf("run stopped after %s (max_failures %d)", plural(r.failures, "failure"), r.opts.MaxFailures))
+	}
+}
+
+func (r *runner) skip(i int, cause, message string) {
+	svc := r.plan.Services[i]
+	r.em.emit(Event{Event: ServiceSkipped, Service: svc.Name, Unit: svc.Unit, Cause: cause, Message: message})
+}
+
+func (r *runner) result() Result {
+	res := Result{RunID: r.opts.RunID, Interrupted: r.interrupted}
+	for i, svc := range r.plan.Services {
+		switch r.sched.outcome[i] {
+		case outcomeSucceeded:
+			res.Succeeded = append(res.Succeeded, svc.Name)
+		case outcomeFailed:
+			res.Failed = append(res.Failed, svc.Name)
+		case outcomeRolledBack:
+			res.Failed = append(res.Failed, svc.Name)
+			res.RolledBack = append(res.RolledBack, svc.Name)
+		case outcomeRollbackFailed:
+			res.Failed = append(res.Failed, svc.Name)
+			res.RollbackFailed = append(res.RollbackFailed, svc.Name)
+		default:
+			res.Skipped = append(res.Skipped, svc.Name)
+		}
+	}
+	return res
+}
+
+// summarise says what the run did in one line, and whether all of it went
+// well.
+func summarise(res Result, total int) (string, bool) {
+	if len(res.Failed) == 0 && len(res.Skipped) == 0 && !res.Interrupted {
+		return fmt.Sprintf("%s restarted", plural(total, "service")), true
+	}
+	var parts []string
+	if n := len(res.Failed); n > 0 {
+		s := fmt.Sprintf("%d of %d failed", n, total)
+		var detail []string
+		if m := len(res.RolledBack); m > 0 {
+			detail = append(detail, fmt.Sprintf("%d rolled back", m))
+		}
+		if m := len(res.RollbackFailed); m > 0 {
+			detail = append(detail, fmt.Sprintf("%d rollback failed", m))
+		}
+		if len(detail) > 0 {
+			s += " (" + strings.Join(detail, ", ") + ")"
+		}
+		parts = append(parts, s)
+	}
+	parts = append(parts, fmt.Sprintf("%d succeeded", len(res.Succeeded)))
+	if n := len(res.Skipped); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d skipped", n))
+	}
+	if res.Interrupted {
+		parts = append(parts, "interrupted")
+	}
+	return strings.Join(parts, ", "), false
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,165 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/rollout-sh/rollout/planner"
+)
+
+// startAll drains next() and returns the names started, in order.
+func startAll(s *schedule) []string {
+	var out []string
+	for {
+		i, ok := s.next()
+		if !ok {
+			return out
+		}
+		out = append(out, s.services[i].Name)
+	}
+}
+
+func TestScheduleBatchMaxUnavailable(t *testing.T) {
+	plan := makePlan(
+		svcSpec{def: "pg", typ: "infra"},
+		svcSpec{def: "redis", typ: "infra"},
+		svcSpec{def: "minio", typ: "infra", tags: []string{"storage"}},
+		svcSpec{def: "api", typ: "api"},
+		svcSpec{def: "worker", typ: "worker", tags: []string{"storage"}},
+	)
+	tests := []struct {
+		name    string
+		batches []planner.Batch
+		// rounds: what starts first, then after each finish of the
+		// earliest in-flight service.
+		wantFirst []string
+	}{
+		{"no batches", nil, []string{"pg", "redis", "minio", "api", "worker"}},
+		{"infra one at a time", []planner.Batch{{Types: []string{"infra"}, MaxUnavailable: 1}}, []string{"pg", "api", "worker"}},
+		{"infra two at a time", []planner.Batch{{Types: []string{"infra"}, MaxUnavailable: 2}}, []string{"pg", "redis", "api", "worker"}},
+		{"two batches", []planner.Batch{{Types: []string{"infra"}, MaxUnavailable: 1}, {Tags: []string{"storage"}, MaxUnavailable: 1}}, []string{"pg", "api", "worker"}},
+		{"zero means no limit", []planner.Batch{{Types: []string{"infra"}, MaxUnavailable: 0}}, []string{"pg", "redis", "minio", "api", "worker"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan.Batches = tt.batches
+			s := newSchedule(plan, 0)
+			if got := startAll(s); !slices.Equal(got, tt.wantFirst) {
+				t.Errorf("first round started %v, want %v", got, tt.wantFirst)
+			}
+			// Finish services one by one; at no time may a batch exceed
+			// its limit, and every service starts eventually.
+			started := len(tt.wantFirst)
+			for started < len(plan.Services) || s.inFlight > 0 {
+				i := slices.Index(s.outcome, outcomeRunning)
+				if i < 0 {
+					t.Fatalf("nothing in flight and %d not started", len(plan.Services)-started)
+				}
+				s.finish(i, outcomeSucceeded)
+				started += len(startAll(s))
+				for b, n := range s.batchInFlight {
+					if n > s.batchMax[b] {
+						t.Fatalf("batch %d has %d in flight, max %d", b, n, s.batchMax[b])
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestScheduleParallelAndPlanOrder(t *testing.T) {
+	plan := makePlan(specs("a", "b", "c: a", "d", "e: c")...)
+	s := newSchedule(plan, 2)
+	if got := startAll(s); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("started %v, want [a b]", got)
+	}
+	s.finish(0, outcomeSucceeded) // a: c becomes ready and comes before d
+	if got := startAll(s); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("after a, started %v, want [c]", got)
+	}
+	s.finish(2, outcomeRolledBack) // c failed: e never becomes ready
+	if got := s.skipDependents(2); len(got) != 1 || plan.Services[got[0]].Name != "e" {
+		t.Fatalf("skipDependents(c) = %v, want [e]", got)
+	}
+	if got := startAll(s); !slices.Equal(got, []string{"d"}) {
+		t.Fatalf("after c, started %v, want [d]", got)
+	}
+	if s.pending != 0 {
+		t.Errorf("pending = %d, want 0", s.pending)
+	}
+}
+
+func TestMinHeapOrders(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var h minHeap
+	in := r.Perm(500)
+	for _, v := range in {
+		h.push(v)
+	}
+	for want := range 500 {
+		if got := h.pop(); got != want {
+			t.Fatalf("pop = %d, want %d", got, want)
+		}
+	}
+	if h.len() != 0 {
+		t.Errorf("heap not empty")
+	}
+}
+
+// benchPlan builds a plan of n services: a chain (each needs the previous)
+// or a wide DAG (ten roots, each later service needs two earlier ones).
+func benchPlan(n int, shape string) *planner.Plan {
+	p := &planner.Plan{Name: "bench"}
+	step := []*planner.Step{{Name: "restart", Type: "restart"}}
+	for i := range n {
+		svc := &planner.Service{Name: fmt.Sprintf("svc%05d", i), Unit: fmt.Sprintf("svc%05d.service", i), Steps: step}
+		switch {
+		case shape == "chain" && i > 0:
+			svc.Needs = []string{p.Services[i-1].Name}
+		case shape == "wide" && i >= 10:
+			svc.Needs = []string{p.Services[i/2].Name, p.Services[i-10].Name}
+		}
+		p.Services = append(p.Services, svc)
+		p.Order = append(p.Order, svc.Name)
+	}
+	return p
+}
+
+type instantStep struct{}
+
+func (instantStep) Do(context.Context, *Env) (Undo, error) { return nil, nil }
+
+// BenchmarkRun measures the executor's own overhead per service: steps are
+// instant, events are marshalled as the file sink does, then dropped.
+func BenchmarkRun(b *testing.B) {
+	build := func(*planner.Service, *planner.Step) (Step, error) { return instantStep{}, nil }
+	for _, n := range []int{1000, 10000} {
+		for _, shape := range []string{"chain", "wide"} {
+			for _, parallel := range []int{1, 0} {
+				plan := benchPlan(n, shape)
+				b.Run(fmt.Sprintf("%d/%s/parallel=%d", n, shape, parallel), func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						res, err := Run(b.Context(), plan, Options{Build: build, Parallel: parallel, RunID: "bench", Events: discardSink{}})
+						if err != nil || len(res.Succeeded) != n {
+							b.Fatalf("err %v, %d succeeded", err, len(res.Succeeded))
+						}
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/service")
+				})
+			}
+		}
+	}
+}
+
+type discardSink struct{}
+
+func (discardSink) Write(ev Event) error {
+	_, err := json.Marshal(ev)
+	return err
+}
+func (discardSink) Close() error { return nil }

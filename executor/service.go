@@ -1,0 +1,307 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rollout-sh/rollout/planner"
+)
+
+// undoEntry is one Undo on a service's rollback stack, with the step that
+// pushed it.
+type undoEntry struct {
+	undo Undo
+	step *planner.Step
+}
+
+// restart runs one service's steps and, when one fails, its rollback. It
+// runs on the service's own goroutine and reports through events.
+func (r *runner) restart(svc *planner.Service) outcome {
+	start := r.now()
+	r.em.emit(Event{
+		Event:   ServiceRestartStart,
+		Service: svc.Name,
+		Unit:    svc.Unit,
+		Message: plural(len(svc.Steps), "step"),
+	})
+	failed := func(err error, message string) {
+		r.em.emit(Event{
+			Event:      ServiceRestartFailed,
+			Service:    svc.Name,
+			Unit:       svc.Unit,
+			Error:      err.Error(),
+			Message:    message,
+			DurationMS: r.since(start),
+		})
+	}
+
+	// Build every step before running any: a plan the builder cannot turn
+	// into steps fails before it changes anything.
+	steps, err := r.build(svc)
+	if err != nil {
+		failed(err, "nothing changed; no rollback needed")
+		return outcomeFailed
+	}
+
+	var stack []undoEntry
+	var failure error
+	for k, st := range svc.Steps {
+		if r.stepCtx.Err() != nil {
+			failure = fmt.Errorf("step %s not started: run aborted", st.Name)
+			break
+		}
+		undo, err := r.doStep(svc, st, steps[k])
+		if undo != nil {
+			stack = append(stack, undoEntry{undo: undo, step: st})
+		}
+		if err != nil {
+			failure = fmt.Errorf("step %s: %w", st.Name, err)
+			break
+		}
+	}
+
+	if failure == nil {
+		r.em.emit(Event{
+			Event:      ServiceRestartSuccess,
+			Service:    svc.Name,
+			Unit:       svc.Unit,
+			DurationMS: r.since(start),
+		})
+		r.commit(svc, stack)
+		return outcomeSucceeded
+	}
+	if len(stack) == 0 {
+		failed(failure, "nothing changed; no rollback needed")
+		return outcomeFailed
+	}
+	if r.rollback(svc, stack) {
+		failed(failure, "rolled back")
+		return outcomeRolledBack
+	}
+	failed(failure, "rollback failed; a person must act (see ROLLBACK_FAILED)")
+	return outcomeRollbackFailed
+}
+
+func (r *runner) since(t time.Time) int64 { return r.now().Sub(t).Milliseconds() }
+
+func (r *runner) build(svc *planner.Service) ([]Step, error) {
+	if r.opts.Build == nil {
+		return nil, errors.New("executor: no step builder")
+	}
+	steps := make([]Step, len(svc.Steps))
+	for k, st := range svc.Steps {
+		if st == nil {
+			return nil, fmt.Errorf("step %d: missing from the plan", k+1)
+		}
+		s, err := r.opts.Build(svc, st)
+		if err != nil {
+			return nil, fmt.Errorf("step %s: %w", st.Name, err)
+		}
+		if s == nil {
+			return nil, fmt.Errorf("step %s: the builder returned no step for type %q", st.Name, st.Type)
+		}
+		steps[k] = s
+	}
+	return steps, nil
+}
+
+// doStep runs one step with its events.
+func (r *runner) doStep(svc *planner.Service, st *planner.Step, step Step) (Undo, error) {
+	var attempt atomic.Int64
+	env := r.env(svc, st, &attempt)
+	r.em.emit(Event{Event: StepStart, Service: svc.Name, Unit: svc.Unit, Step: st.Name})
+	t0 := r.now()
+	undo, err := callDo(r.stepCtx, step, env)
+	ev := Event{
+		Event:      StepSuccess,
+		Service:    svc.Name,
+		Unit:       svc.Unit,
+		Step:       st.Name,
+		DurationMS: r.since(t0),
+		Attempt:    int(attempt.Load()),
+	}
+	if err != nil {
+		ev.Event, ev.Error = StepFailed, err.Error()
+	}
+	r.em.emit(ev)
+	return undo, err
+}
+
+func (r *runner) env(svc *planner.Service, st *planner.Step, attempt *atomic.Int64) *Env {
+	return &Env{
+		RunID:   r.opts.RunID,
+		Service: svc,
+		Step:    st,
+		Force:   r.opts.Force,
+		Logf: func(format string, args ...any) {
+			r.em.note(Event{Event: StepLog, Service: svc.Name, Unit: svc.Unit, Step: st.Name, Message: fmt.Sprintf(format, args...)})
+		},
+		Attempt: func(n int) {
+			if attempt != nil {
+				attempt.Store(int64(n))
+			}
+			r.em.note(Event{Event: StepAttempt, Service: svc.Name, Unit: svc.Unit, Step: st.Name, Attempt: n})
+		},
+	}
+}
+
+// callDo runs a step's work; a panicking step fails its service (and rolls
+// it back) instead of taking the whole run down half-way.
+func callDo(ctx context.Context, step Step, env *Env) (undo Undo, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("step panicked: %v", p)
+		}
+	}()
+	return step.Do(ctx, env)
+}
+
+func callUndo(ctx context.Context, u Undo, env *Env) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("undo panicked: %v", p)
+		}
+	}()
+	return u.Undo(ctx, env)
+}
+
+func callReopen(ctx context.Context, u Reopener, env *Env) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("reopen panicked: %v", p)
+		}
+	}()
+	return u.Reopen(ctx, env)
+}
+
+func describe(u Undo) (s string) {
+	defer func() {
+		if p := recover(); p != nil {
+			s = fmt.Sprintf("%T", u)
+		}
+	}()
+	return u.Describe()
+}
+
+// rollback unwinds stack: it pops and undoes in reverse; a Reopener's Undo
+// runs when popped (stop the unit) and its Reopen after everything below it
+// was undone (start the unit, verify health). Nested Reopeners reopen
+// innermost first. Every undo is tried even after one failed, so that as
+// much as possible is restored. It reports whether the rollback succeeded.
+func (r *runner) rollback(svc *planner.Service, stack []undoEntry) bool {
+	// Never the run's context: an interrupted or aborted run must still
+	// put the service back.
+	ctx, cancel := context.WithTimeout(r.base, rollbackTimeout)
+	defer cancel()
+
+	start := r.now()
+	r.em.emit(Event{
+		Event:   RollbackStart,
+		Service: svc.Name,
+		Unit:    svc.Unit,
+		Message: fmt.Sprintf("undoing %s", plural(len(stack), "step")),
+	})
+
+	var failures []string // "step: error", for the event's Error
+	var unrestored []string
+	var reopens []undoEntry
+	for k := len(stack) - 1; k >= 0; k-- {
+		e := stack[k]
+		desc := describe(e.undo)
+		err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) })
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("%s: %v", e.step.Name, err))
+			unrestored = append(unrestored, desc)
+		}
+		if _, ok := e.undo.(Reopener); ok {
+			// Reopen even when the Undo failed: the service should end
+			// up running whatever else went wrong.
+			reopens = append(reopens, e)
+		}
+	}
+	for k := len(reopens) - 1; k >= 0; k-- {
+		e := reopens[k]
+		ro := e.undo.(Reopener)
+		desc := "reopen: " + describe(e.undo)
+		err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callReopen(ctx, ro, env) })
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("%s (reopen): %v", e.step.Name, err))
+			unrestored = append(unrestored, desc)
+		}
+	}
+
+	if len(failures) == 0 {
+		r.em.emit(Event{Event: RollbackSuccess, Service: svc.Name, Unit: svc.Unit, DurationMS: r.since(start)})
+		return true
+	}
+	r.em.emit(Event{
+		Event:      RollbackFailed,
+		Service:    svc.Name,
+		Unit:       svc.Unit,
+		Error:      strings.Join(failures, "; "),
+		Message:    manualRollback(svc, unrestored, r.opts.UserManager),
+		DurationMS: r.since(start),
+	})
+	return false
+}
+
+// rollbackStep runs one undo or reopen with its events. An irreversible
+// undo is reported as done: there was nothing it could restore.
+func (r *runner) rollbackStep(ctx context.Context, svc *planner.Service, st *planner.Step, desc string, run func(*Env) error) error {
+	env := r.env(svc, st, nil)
+	r.em.emit(Event{Event: StepStart, Service: svc.Name, Unit: svc.Unit, Step: st.Name, Phase: "rollback", Message: desc})
+	t0 := r.now()
+	err := run(env)
+	ev := Event{Event: StepSuccess, Service: svc.Name, Unit: svc.Unit, Step: st.Name, Phase: "rollback", Message: desc}
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrIrreversible):
+		ev.Message = "irreversible: " + err.Error()
+		err = nil
+	default:
+		ev.Event, ev.Error = StepFailed, err.Error()
+	}
+	ev.DurationMS = r.since(t0)
+	r.em.emit(ev)
+	return err
+}
+
+// commit lets the undos of a successful service drop what they kept for a
+// rollback. A failure is only noted: the restart itself succeeded.
+func (r *runner) commit(svc *planner.Service, stack []undoEntry) {
+	var ctx context.Context
+	for k := len(stack) - 1; k >= 0; k-- {
+		c, ok := stack[k].undo.(Committer)
+		if !ok {
+			continue
+		}
+		if ctx == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(r.base, rollbackTimeout)
+			defer cancel()
+		}
+		if err := callCommit(ctx, c); err != nil {
+			r.em.note(Event{
+				Event:   StepLog,
+				Service: svc.Name,
+				Unit:    svc.Unit,
+				Step:    stack[k].step.Name,
+				Error:   err.Error(),
+				Message: "commit failed (the restart succeeded; clean up by hand): " + err.Error(),
+			})
+		}
+	}
+}
+
+func callCommit(ctx context.Context, c Committer) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("commit panicked: %v", p)
+		}
+	}()
+	return c.Commit(ctx)
+}

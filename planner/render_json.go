@@ -1,0 +1,166 @@
+package planner
+
+import (
+	"encoding/json"
+	"io"
+
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// The JSON shape of `plan show --format json`; field names are part of the
+// CLI contract (DESIGN.md).
+type (
+	jsonPlan struct {
+		Plan         string              `json:"plan"`
+		File         string              `json:"file"`
+		MaxParallel  int                 `json:"max_parallel"`
+		OnFailure    string              `json:"on_failure"`
+		MaxFailures  int                 `json:"max_failures,omitempty"`
+		EventsLog    string              `json:"events_log,omitempty"`
+		Batches      []jsonBatch         `json:"batches,omitempty"`
+		Services     []jsonService       `json:"services"`
+		Order        []string            `json:"order"`
+		Waves        [][]string          `json:"waves"`
+		CriticalPath jsonCritical        `json:"critical_path"`
+		Estimates    map[string]jsonSpan `json:"estimates"`
+		Sequential   jsonSpan            `json:"sequential_estimate"`
+	}
+	jsonBatch struct {
+		Types          []string `json:"types"`
+		Tags           []string `json:"tags"`
+		MaxUnavailable int      `json:"max_unavailable"`
+	}
+	jsonService struct {
+		Name       string     `json:"name"`
+		Unit       string     `json:"unit"`
+		Type       string     `json:"type"`
+		Pipeline   string     `json:"pipeline"`
+		WorkingDir string     `json:"working_dir,omitempty"`
+		DependsOn  []string   `json:"depends_on"`
+		Needs      []string   `json:"needs"`
+		Wave       int        `json:"wave"`
+		Tags       []string   `json:"tags"`
+		Health     jsonHealth `json:"health"`
+		Steps      []jsonStep `json:"steps"`
+	}
+	jsonHealth struct {
+		Kind         string   `json:"kind"`
+		URL          string   `json:"url,omitempty"`
+		ExpectStatus int      `json:"expect_status,omitempty"`
+		Address      string   `json:"address,omitempty"`
+		Command      []string `json:"command,omitempty"`
+		Timeout      string   `json:"timeout"`
+		Retries      int      `json:"retries"`
+		Interval     string   `json:"interval"`
+	}
+	jsonStep struct {
+		Name     string                     `json:"name"`
+		Type     string                     `json:"type"`
+		Args     map[string]json.RawMessage `json:"args"`
+		Check    bool                       `json:"check,omitempty"`
+		Rollback string                     `json:"rollback"`
+	}
+	jsonCritical struct {
+		Services []string `json:"services"`
+		Estimate jsonSpan `json:"estimate"`
+	}
+	jsonSpan struct {
+		Typical string `json:"typical"`
+		Worst   string `json:"worst"`
+	}
+)
+
+// RenderJSON writes the plan as JSON, indented two spaces, with a trailing
+// newline. Step arguments are resolved values; null ones are kept as null
+// so a consumer sees every argument the step type takes.
+func RenderJSON(w io.Writer, p *Plan) error {
+	est := p.Estimate()
+	out := jsonPlan{
+		Plan:        p.Name,
+		File:        p.File,
+		MaxParallel: p.MaxParallel,
+		OnFailure:   p.OnFailure,
+		MaxFailures: p.MaxFailures,
+		EventsLog:   p.EventsLog,
+		Services:    make([]jsonService, 0, len(p.Services)),
+		Order:       nonNil(p.Order),
+		Waves:       make([][]string, 0, len(p.Waves)),
+		CriticalPath: jsonCritical{
+			Services: nonNil(est.CriticalPath),
+			Estimate: toJSONSpan(est.Critical),
+		},
+		Estimates:  make(map[string]jsonSpan, len(est.Services)),
+		Sequential: toJSONSpan(est.Sequential),
+	}
+	for name, d := range est.Services {
+		out.Estimates[name] = toJSONSpan(d)
+	}
+	for _, wave := range p.Waves {
+		out.Waves = append(out.Waves, nonNil(wave))
+	}
+	for _, b := range p.Batches {
+		out.Batches = append(out.Batches, jsonBatch{Types: nonNil(b.Types), Tags: nonNil(b.Tags), MaxUnavailable: b.MaxUnavailable})
+	}
+	for _, svc := range p.Services {
+		js := jsonService{
+			Name:       svc.Name,
+			Unit:       svc.Unit,
+			Type:       svc.Type,
+			Pipeline:   svc.Pipeline,
+			WorkingDir: svc.WorkingDir,
+			DependsOn:  nonNil(svc.DependsOn),
+			Needs:      nonNil(svc.Needs),
+			Wave:       svc.Wave,
+			Tags:       nonNil(svc.Tags),
+			Steps:      make([]jsonStep, 0, len(svc.Steps)),
+		}
+		if h := svc.Health; h != nil {
+			js.Health = jsonHealth{
+				Kind: h.Kind, URL: h.URL, ExpectStatus: h.ExpectStatus, Address: h.Address, Command: h.Command,
+				Timeout: h.Timeout.String(), Retries: h.Retries, Interval: h.Interval.String(),
+			}
+		}
+		for _, step := range svc.Steps {
+			jstep := jsonStep{Name: step.Name, Type: step.Type, Check: step.Check, Rollback: step.Rollback,
+				Args: make(map[string]json.RawMessage, len(step.Args))}
+			for name, v := range step.Args {
+				raw, err := valueJSON(v)
+				if err != nil {
+					return err
+				}
+				jstep.Args[name] = raw
+			}
+			js.Steps = append(js.Steps, jstep)
+		}
+		out.Services = append(out.Services, js)
+	}
+	data, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	_, err = w.Write(data)
+	return err
+}
+
+// valueJSON converts a resolved argument to JSON. Unknown values cannot
+// occur after Compile; they become null rather than an error.
+func valueJSON(v cty.Value) (json.RawMessage, error) {
+	if v == cty.NilVal || v.IsNull() || !v.IsWhollyKnown() {
+		return json.RawMessage("null"), nil
+	}
+	v, _ = v.UnmarkDeep()
+	return ctyjson.Marshal(v, v.Type())
+}
+
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}
+
+func toJSONSpan(s Span) jsonSpan {
+	return jsonSpan{Typical: s.Typical.String(), Worst: s.Worst.String()}
+}

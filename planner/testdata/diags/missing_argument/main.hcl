@@ -1,0 +1,13 @@
+pipeline "default" {
+  step "exec" "migrate" {
+    dir = "/srv"
+  }
+}
+
+service "a" {
+  unit = "a.service"
+}
+
+service "b" {
+  unit = "b.service"
+}

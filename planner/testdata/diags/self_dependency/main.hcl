@@ -1,0 +1,8 @@
+pipeline "default" {
+  step "restart" "restart" {}
+}
+
+service "sso.api" {
+  unit       = "sso-api.service"
+  depends_on = ["sso.api"]
+}

@@ -1,0 +1,17 @@
+pipeline "default" {
+  step "restart" "restart" {}
+}
+
+service "sso.api" {
+  unit = "sso-api.service"
+  type = "api"
+}
+
+service "sso.redis" {
+  unit = "redis.service"
+  type = "infra"
+}
+
+plan "apis" {
+  select = { types = ["api"] }
+}

@@ -1,0 +1,11 @@
+pipeline "default" {
+  step "restart" "restart" {}
+}
+
+pipeline "workers" {
+  step "restart" "restart" {}
+}
+
+service "a" {
+  unit = "a.service"
+}
