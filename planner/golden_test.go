@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclparse"
 
 	"github.com/rollout-sh/rollout/dsl"
 )
@@ -48,15 +47,8 @@ func load(t testing.TB, path string) *dsl.Config {
 // renderDiags prints diagnostics as the CLI does, with source lines.
 func renderDiags(t *testing.T, cfg *dsl.Config, diags hcl.Diagnostics) []byte {
 	t.Helper()
-	parser := hclparse.NewParser()
-	files := map[string]*hcl.File{}
-	for name, src := range cfg.Sources {
-		f, _ := parser.ParseHCL(src, name)
-		files[name] = f
-	}
 	var buf bytes.Buffer
-	wr := hcl.NewDiagnosticTextWriter(&buf, files, 100, false)
-	if err := wr.WriteDiagnostics(diags); err != nil {
+	if err := dsl.WriteDiagnostics(&buf, cfg.Sources, diags, false); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

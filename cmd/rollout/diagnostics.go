@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/rollout-sh/rollout/dsl"
 )
 
 // Diagnostic output formats of `plan validate`.
@@ -17,14 +19,10 @@ const (
 )
 
 // writeDiagsText prints diagnostics as Terraform does: severity and summary,
-// file:line:column, the source line with the subject underlined, then the
+// file:line:column, the source line with the subject marked, then the
 // detail (why and what to do).
-func writeDiagsText(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics, color bool) error {
-	if len(diags) == 0 {
-		return nil
-	}
-	dw := hcl.NewDiagnosticTextWriter(w, files, 100, color)
-	return dw.WriteDiagnostics(diags)
+func writeDiagsText(w io.Writer, sources map[string][]byte, diags hcl.Diagnostics, color bool) error {
+	return dsl.WriteDiagnostics(w, sources, diags, color)
 }
 
 // jsonDiag is one diagnostic in `--format json`, shaped like Terraform's
@@ -62,7 +60,7 @@ type jsonReport struct {
 	Diagnostics  []jsonDiag `json:"diagnostics"`
 }
 
-func toJSONDiags(files map[string]*hcl.File, diags hcl.Diagnostics) []jsonDiag {
+func toJSONDiags(sources map[string][]byte, diags hcl.Diagnostics) []jsonDiag {
 	out := make([]jsonDiag, 0, len(diags))
 	for _, d := range diags {
 		jd := jsonDiag{Severity: "error", Summary: d.Summary, Detail: d.Detail}
@@ -75,7 +73,7 @@ func toJSONDiags(files map[string]*hcl.File, diags hcl.Diagnostics) []jsonDiag {
 				Start:    jsonPos{r.Start.Line, r.Start.Column, r.Start.Byte},
 				End:      jsonPos{r.End.Line, r.End.Column, r.End.Byte},
 			}
-			if line, ok := sourceLine(files, r); ok {
+			if line, ok := sourceLine(sources, r); ok {
 				jd.Snippet = &jsonSnip{Code: line, StartLine: r.Start.Line}
 			}
 		}
@@ -85,12 +83,12 @@ func toJSONDiags(files map[string]*hcl.File, diags hcl.Diagnostics) []jsonDiag {
 }
 
 // sourceLine returns the line of the file where r starts.
-func sourceLine(files map[string]*hcl.File, r *hcl.Range) (string, bool) {
-	f := files[r.Filename]
-	if f == nil || r.Start.Line < 1 {
+func sourceLine(sources map[string][]byte, r *hcl.Range) (string, bool) {
+	src, ok := sources[r.Filename]
+	if !ok || r.Start.Line < 1 {
 		return "", false
 	}
-	lines := strings.Split(string(f.Bytes), "\n")
+	lines := strings.Split(string(src), "\n")
 	if r.Start.Line > len(lines) {
 		return "", false
 	}

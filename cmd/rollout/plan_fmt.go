@@ -58,7 +58,7 @@ func fmtRun(opts *FmtOptions) error {
 		// hclwrite formats token streams even when the syntax is broken;
 		// refuse those files rather than rewrite what we cannot parse.
 		if _, diags := hclwrite.ParseConfig(src, file, hcl.InitialPos); diags.HasErrors() {
-			files := map[string]*hcl.File{file: {Bytes: src}}
+			files := map[string][]byte{file: src}
 			if err := writeDiagsText(opts.IO.ErrOut, files, diags, opts.IO.ColorErr()); err != nil {
 				return err
 			}

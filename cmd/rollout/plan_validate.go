@@ -61,7 +61,7 @@ func validateRun(opts *ValidateOptions) error {
 	}
 	report := jsonReport{Valid: true, Files: opts.Files}
 	var all hcl.Diagnostics
-	files := map[string]*hcl.File{}
+	files := map[string][]byte{}
 	for _, file := range opts.Files {
 		c, summary := validateFile(file, vars)
 		for name, f := range sources(c.Config) {

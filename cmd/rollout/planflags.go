@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -124,20 +123,11 @@ func compileFile(file string, vars map[string]string, opts planner.Options) comp
 }
 
 // sources returns the files of cfg for the diagnostic printer.
-func sources(cfg *dsl.Config) map[string]*hcl.File {
-	files := map[string]*hcl.File{}
+func sources(cfg *dsl.Config) map[string][]byte {
 	if cfg == nil {
-		return files
+		return nil
 	}
-	names := make([]string, 0, len(cfg.Sources))
-	for name := range cfg.Sources {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		files[name] = &hcl.File{Bytes: cfg.Sources[name]}
-	}
-	return files
+	return cfg.Sources
 }
 
 func countDiags(diags hcl.Diagnostics) (errs, warns int) {

@@ -1,0 +1,181 @@
+package dsl
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+const blockService = "service"
+
+var serviceSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "unit", Required: true},
+		{Name: "type"},
+		{Name: "pipeline"},
+		{Name: "depends_on"},
+		{Name: "working_dir"},
+		{Name: "tags"},
+		{Name: "meta"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: blockHealth, LabelNames: []string{"kind"}},
+	},
+}
+
+// decodeServiceBlock decodes a service block, evaluating its attributes in
+// ctx (var.* and functions).
+func decodeServiceBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Service, hcl.Diagnostics) {
+	s := &Service{
+		Name:      block.Labels[0],
+		NameRange: block.LabelRanges[0],
+		DeclRange: block.DefRange,
+	}
+	content, diags := block.Body.Content(serviceSchema)
+	diags = append(diags, emptyLabel("service", s.Name, s.NameRange)...)
+
+	if attr, ok := content.Attributes["unit"]; ok {
+		s.UnitRange = attr.Expr.Range()
+		unit, ok, more := attrString(attr, ctx)
+		diags = append(diags, more...)
+		if ok {
+			s.Unit = unit
+			diags = append(diags, validateUnitName(unit, attr.Expr.Range())...)
+		} else if !more.HasErrors() && !isUnknown(attr, ctx) {
+			diags = append(diags, validateUnitName("", attr.Expr.Range())...)
+		}
+	}
+	if attr, ok := content.Attributes["type"]; ok {
+		s.TypeRange = attr.Expr.Range()
+		var more hcl.Diagnostics
+		s.Type, _, more = attrString(attr, ctx)
+		diags = append(diags, more...)
+	}
+	if attr, ok := content.Attributes["pipeline"]; ok {
+		s.PipelineRange = attr.Expr.Range()
+		var more hcl.Diagnostics
+		s.Pipeline, s.PipelineSet, more = attrString(attr, ctx)
+		diags = append(diags, more...)
+	}
+	if attr, ok := content.Attributes["depends_on"]; ok {
+		deps, more := decodeDependsOn(attr, ctx)
+		diags = append(diags, more...)
+		s.DependsOn = deps
+	}
+	if attr, ok := content.Attributes["working_dir"]; ok {
+		var more hcl.Diagnostics
+		s.WorkingDir, _, more = attrString(attr, ctx)
+		diags = append(diags, more...)
+	}
+	if attr, ok := content.Attributes["tags"]; ok {
+		var more hcl.Diagnostics
+		s.Tags, _, more = attrStringList(attr, ctx)
+		diags = append(diags, more...)
+	}
+	if attr, ok := content.Attributes["meta"]; ok {
+		var more hcl.Diagnostics
+		s.Meta, _, more = attrStringMap(attr, ctx)
+		diags = append(diags, more...)
+	}
+
+	for _, hb := range content.Blocks {
+		h, more := decodeHealthBlock(hb, ctx)
+		diags = append(diags, more...)
+		if s.Health != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Duplicate health block",
+				Detail: fmt.Sprintf("Service %q already has a health block at %s. A service has at most one health check; remove one of them.",
+					s.Name, s.Health.DeclRange),
+				Subject: hb.DefRange.Ptr(),
+			})
+			continue
+		}
+		if h != nil {
+			s.Health = h
+		}
+	}
+	return s, diags
+}
+
+// isUnknown reports whether attr evaluates to an unknown value, which
+// means it uses a variable already reported as missing.
+func isUnknown(attr *hcl.Attribute, ctx *hcl.EvalContext) bool {
+	val, diags := attr.Expr.Value(ctx)
+	return !diags.HasErrors() && !val.IsWhollyKnown()
+}
+
+// decodeDependsOn keeps the range of each element of a literal list, so
+// that an unknown name or a cycle can point at the exact string; a computed
+// list gives every entry the whole expression's range.
+func decodeDependsOn(attr *hcl.Attribute, ctx *hcl.EvalContext) ([]Dependency, hcl.Diagnostics) {
+	exprs, listDiags := hcl.ExprList(attr.Expr)
+	if listDiags.HasErrors() {
+		names, _, diags := attrStringList(attr, ctx)
+		deps := make([]Dependency, len(names))
+		for i, n := range names {
+			deps[i] = Dependency{Name: n, Range: attr.Expr.Range()}
+		}
+		return deps, diags
+	}
+	var diags hcl.Diagnostics
+	var deps []Dependency
+	for _, expr := range exprs {
+		val, ok, more := evalExpr(expr, ctx)
+		diags = append(diags, more...)
+		if !ok {
+			continue
+		}
+		name, ok, more := valString(attr, val, nil)
+		diags = append(diags, more...)
+		if !ok {
+			continue
+		}
+		deps = append(deps, Dependency{Name: name, Range: expr.Range()})
+	}
+	return deps, diags
+}
+
+// unitNameChars are the characters systemd allows in a unit name.
+var unitNameChars = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+$`)
+
+// unitSuffixes are the unit types a service entry may name.
+var unitSuffixes = []string{
+	".service", ".socket", ".target", ".timer", ".mount", ".path",
+	".slice", ".scope", ".swap", ".device", ".automount",
+}
+
+// maxUnitNameLen is systemd's UNIT_NAME_MAX.
+const maxUnitNameLen = 255
+
+// validateUnitName reports a unit name systemd would reject, at rng.
+func validateUnitName(unit string, rng hcl.Range) hcl.Diagnostics {
+	bad := func(detail string) hcl.Diagnostics {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid unit name",
+			Detail:   detail,
+			Subject:  rng.Ptr(),
+		}}
+	}
+	if unit == "" {
+		return bad(`The "unit" argument is empty. Name the systemd unit to restart, such as "api.service".`)
+	}
+	if len(unit) > maxUnitNameLen {
+		return bad(fmt.Sprintf("The unit name %q is %d characters long; systemd allows at most %d.", unit, len(unit), maxUnitNameLen))
+	}
+	if !unitNameChars.MatchString(unit) {
+		return bad(fmt.Sprintf("The unit name %q holds characters systemd does not allow. Use only letters, digits and \":_.\\@-\"; escape others with systemd-escape.", unit))
+	}
+	for _, suffix := range unitSuffixes {
+		if strings.HasSuffix(unit, suffix) {
+			if len(unit) == len(suffix) {
+				return bad(fmt.Sprintf("The unit name %q has a type suffix but no name before it.", unit))
+			}
+			return nil
+		}
+	}
+	return bad(fmt.Sprintf("The unit name %q has no unit type suffix. systemd needs the full name; did you mean %q?", unit, unit+".service"))
+}

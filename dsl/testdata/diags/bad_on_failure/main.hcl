@@ -1,0 +1,4 @@
+plan "careful" {
+  on_failure   = "stop"
+  max_parallel = -1
+}

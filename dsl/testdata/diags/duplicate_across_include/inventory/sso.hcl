@@ -1,0 +1,7 @@
+service "sso.api" {
+  unit = "sso-api.service"
+}
+
+plan "all" {
+  max_parallel = 2
+}

@@ -1,0 +1,7 @@
+include = ["inventory/*.hcl"]
+
+service "sso.api" {
+  unit = "sso-api.service"
+}
+
+plan "all" {}

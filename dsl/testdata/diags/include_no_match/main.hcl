@@ -1,0 +1,8 @@
+include = [
+  "inventory/*.hcl",
+  "pipelines.hcl",
+]
+
+service "api" {
+  unit = "api.service"
+}

@@ -1,0 +1,7 @@
+service "api" {
+  unit = "api"
+}
+
+service "web" {
+  unit = "my web.service"
+}

@@ -1,0 +1,7 @@
+service "worker" {
+  unit = "worker.service"
+}
+
+service "cron" {
+  unit = 
+}

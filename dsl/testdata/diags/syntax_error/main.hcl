@@ -1,0 +1,5 @@
+include = ["bad.hcl", "ok.hcl"]
+
+service "api" {
+  unit = "api.service"
+}

@@ -1,0 +1,4 @@
+service "db" {
+  unit  = "postgresql.service"
+  owner = "ops"
+}

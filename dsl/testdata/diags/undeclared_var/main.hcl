@@ -1,0 +1,11 @@
+variable "region" {
+  default = "eu"
+}
+
+variable "replicas" {
+  default = 2
+}
+
+service "api" {
+  unit = "api-${var.region}.service"
+}

@@ -1,0 +1,8 @@
+service "api" {
+  unit       = "api.service"
+  dependson  = ["db"]
+}
+
+plan "all" {
+  maxparallel = 2
+}

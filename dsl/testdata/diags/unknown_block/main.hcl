@@ -1,0 +1,10 @@
+servce "api" {
+  unit = "api.service"
+}
+
+service "db" {
+  unit = "postgresql.service"
+  healthcheck "tcp" {
+    address = "localhost:5432"
+  }
+}
