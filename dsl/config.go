@@ -32,6 +32,11 @@ type Config struct {
 	// can be printed with the source line (hcl.NewDiagnosticTextWriter).
 	Sources map[string][]byte
 
+	// Incomplete is true when a file could not be read or parsed, so its
+	// blocks are missing: checks across blocks (dependencies, pipelines)
+	// would only report confusing follow-on errors and should wait.
+	Incomplete bool
+
 	Variables []*Variable
 	// VarValues is the object bound to `var` in expressions: every declared
 	// variable with its --var value or its default.

@@ -138,6 +138,7 @@ func (l *loader) readFile(name string, from *hcl.Range) {
 			d.Detail = fmt.Sprintf("The file %q does not exist. Check the path; an include is relative to the file that contains it.", name)
 		}
 		l.diags = append(l.diags, d)
+		l.cfg.Incomplete = true
 		return
 	}
 	l.cfg.Files = append(l.cfg.Files, name)
@@ -148,6 +149,7 @@ func (l *loader) readFile(name string, from *hcl.Range) {
 	if diags.HasErrors() || file == nil || file.Body == nil {
 		// Decoding a file with syntax errors only adds confusing follow-on
 		// errors; its other problems show once the syntax is fixed.
+		l.cfg.Incomplete = true
 		return
 	}
 	content, diags := file.Body.Content(fileSchema)

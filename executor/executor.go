@@ -37,6 +37,8 @@ type Undo interface {
 // (start the unit, verify health). This is the reference's rollback flow.
 type Reopener interface {
 	Undo
+	// DescribeReopen says what Reopen will do ("start x.service, verify health").
+	DescribeReopen() string
 	Reopen(ctx context.Context, env *Env) error
 }
 

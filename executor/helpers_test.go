@@ -128,6 +128,8 @@ type fakeReopener struct {
 	reopenErr error
 }
 
+func (u *fakeReopener) DescribeReopen() string { return "reopen " + u.name }
+
 func (u *fakeReopener) Reopen(ctx context.Context, env *Env) error {
 	u.rec.add("reopen %s", u.name)
 	return u.reopenErr

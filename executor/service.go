@@ -187,6 +187,15 @@ func describe(u Undo) (s string) {
 	return u.Describe()
 }
 
+func describeReopen(u Reopener) (s string) {
+	defer func() {
+		if p := recover(); p != nil {
+			s = fmt.Sprintf("reopen %T", u)
+		}
+	}()
+	return u.DescribeReopen()
+}
+
 // rollback unwinds stack: it pops and undoes in reverse; a Reopener's Undo
 // runs when popped (stop the unit) and its Reopen after everything below it
 // was undone (start the unit, verify health). Nested Reopeners reopen
@@ -226,7 +235,7 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry) bool {
 	for k := len(reopens) - 1; k >= 0; k-- {
 		e := reopens[k]
 		ro := e.undo.(Reopener)
-		desc := "reopen: " + describe(e.undo)
+		desc := describeReopen(ro)
 		err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callReopen(ctx, ro, env) })
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("%s (reopen): %v", e.step.Name, err))

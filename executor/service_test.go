@@ -96,7 +96,7 @@ func TestRollbackOrder(t *testing.T) {
 					wantSteps = append(wantSteps, "undo "+name)
 				}
 				if name, ok := strings.CutPrefix(c, "reopen "); ok {
-					wantSteps = append(wantSteps, "reopen: undo "+name)
+					wantSteps = append(wantSteps, "reopen "+name)
 				}
 			}
 			if !slices.Equal(rollbackSteps, wantSteps) {
@@ -191,7 +191,7 @@ func TestFailingUndoFailsRollbackButUnwindsTheRest(t *testing.T) {
 		wantDesc  string
 	}{
 		{"undo fails", errors.New("permission denied"), nil, "backup: permission denied", "undo backup"},
-		{"reopen fails", nil, errors.New("unit failed to start"), "restart (reopen): unit failed to start", "reopen: undo restart"},
+		{"reopen fails", nil, errors.New("unit failed to start"), "restart (reopen): unit failed to start", "reopen restart"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

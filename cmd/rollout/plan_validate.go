@@ -100,7 +100,7 @@ func validateRun(opts *ValidateOptions) error {
 func validateFile(file string, vars map[string]string) (compiled, string) {
 	cfg, diags := dsl.Load(file, dsl.LoadOptions{Vars: vars})
 	c := compiled{Config: cfg, Diags: diags}
-	if cfg != nil && !diags.HasErrors() {
+	if cfg != nil && !cfg.Incomplete {
 		names := []string{""}
 		if len(cfg.Plans) > 1 {
 			names = names[:0]
@@ -111,7 +111,7 @@ func validateFile(file string, vars map[string]string) (compiled, string) {
 		for _, name := range names {
 			plan, more := planner.Compile(cfg, planner.Options{StepTypes: steps.Types(), PlanName: name})
 			c.Diags = appendNew(c.Diags, more)
-			if c.Plan == nil {
+			if c.Plan == nil && !c.Diags.HasErrors() {
 				c.Plan = plan
 			}
 		}

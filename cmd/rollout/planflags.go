@@ -107,18 +107,19 @@ type compiled struct {
 	Diags  hcl.Diagnostics
 }
 
-// compileFile loads file and compiles it. Load errors stop before
-// compiling, since compiling a half-decoded config reports confusing
-// follow-on errors.
+// compileFile loads file and compiles it, collecting the problems of both
+// stages so a reviewer sees all of them at once.
 func compileFile(file string, vars map[string]string, opts planner.Options) compiled {
 	cfg, diags := dsl.Load(file, dsl.LoadOptions{Vars: vars})
 	c := compiled{Config: cfg, Diags: diags}
-	if cfg == nil || diags.HasErrors() {
+	if cfg == nil || cfg.Incomplete {
 		return c
 	}
 	plan, more := planner.Compile(cfg, opts)
-	c.Plan = plan
 	c.Diags = append(c.Diags, more...)
+	if !c.Diags.HasErrors() {
+		c.Plan = plan
+	}
 	return c
 }
 
