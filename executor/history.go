@@ -64,7 +64,11 @@ func Summarize(events []Event) []RunSummary {
 		if !ok {
 			i = len(runs)
 			index[e.RunID] = i
-			runs = append(runs, RunSummary{RunID: e.RunID, Start: e.Time, Outcome: "unfinished"})
+			runs = append(runs, RunSummary{
+				RunID: e.RunID, Start: e.Time, Outcome: "unfinished",
+				Restarted: []string{}, Failed: []string{}, RolledBack: []string{},
+				RollbackFailed: []string{}, Skipped: []string{},
+			})
 		}
 		s := &runs[i]
 		s.Events = append(s.Events, e)

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// The recorded log holds a successful run, a failed run with a rollback
+// and a skipped dependent, and a run killed mid-write (a torn last line).
+func TestEvents(t *testing.T) {
+	tests := []struct {
+		name   string
+		opts   EventsOptions
+		golden string
+		code   int
+	}{
+		{name: "list", golden: "events/list.txt"},
+		{name: "last", opts: EventsOptions{Last: true}, golden: "events/last.txt"},
+		{name: "run", opts: EventsOptions{RunID: "20261121T040000Z-bbbbbb"}, golden: "events/run.txt"},
+		{name: "service", opts: EventsOptions{Service: "sso.redis"}, golden: "events/service.txt"},
+		{name: "run and service", opts: EventsOptions{RunID: "20261121T040000Z-bbbbbb", Service: "merchant.api"}, golden: "events/run-service.txt"},
+		{name: "json list", opts: EventsOptions{JSON: true}, golden: "events/list.json"},
+		{name: "json run", opts: EventsOptions{RunID: "20261120T030000Z-aaaaaa", JSON: true}, golden: "events/run.jsonl"},
+		{name: "unknown run", opts: EventsOptions{RunID: "nope"}, code: exitUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("TZ", "UTC")
+			ios, out, errOut := testStreams()
+			opts := tt.opts
+			opts.IO = ios
+			opts.File = "testdata/events/events.jsonl"
+			err := eventsRun(&opts)
+			if code := exitCode(err); code != tt.code {
+				t.Fatalf("exit code = %d (%v), want %d", code, err, tt.code)
+			}
+			if tt.code != exitOK {
+				return
+			}
+			if !strings.Contains(errOut.String(), "skipped 1 line that are not events") && !strings.Contains(errOut.String(), "skipped 1 line") {
+				t.Errorf("the torn line was not reported: %q", errOut)
+			}
+			golden(t, tt.golden, out.Bytes())
+		})
+	}
+}
+
+func TestEventsMissingLog(t *testing.T) {
+	ios, _, _ := testStreams()
+	err := eventsRun(&EventsOptions{IO: ios, File: t.TempDir() + "/none.jsonl"})
+	if code := exitCode(err); code != exitUsage || !strings.Contains(err.Error(), "no events log") {
+		t.Errorf("err = %v (code %d), want a usage error saying there is no events log", err, code)
+	}
+}
