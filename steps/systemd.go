@@ -1,6 +1,19 @@
 package steps
 
-import "context"
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+)
 
 // Op is a systemd job.
 type Op string
@@ -24,6 +37,20 @@ type UnitState struct {
 	DropInPaths                      []string
 }
 
+// Loaded returns an error naming the load state unless the unit is
+// loaded. Status reports a missing unit as LoadState "not-found" rather
+// than as an error, as systemd does; callers that need the unit check this.
+func (s UnitState) Loaded() error {
+	if s.LoadState == "loaded" {
+		return nil
+	}
+	state := s.LoadState
+	if state == "" {
+		state = "unknown"
+	}
+	return fmt.Errorf("unit is not loaded (load state %q)", state)
+}
+
 // Backend is the part of systemd the steps use. The D-Bus implementation
 // talks to the system or the user manager through go-systemd; unit tests
 // use a fake.
@@ -34,4 +61,487 @@ type Backend interface {
 	Do(ctx context.Context, op Op, unit string) error
 	Status(ctx context.Context, unit string) (UnitState, error)
 	Close() error
+}
+
+// Errors a Backend wraps so that callers can use errors.Is.
+var (
+	// ErrNoSuchUnit: systemd has no such unit (org.freedesktop.systemd1.NoSuchUnit).
+	ErrNoSuchUnit = errors.New("no such unit")
+	// ErrNotApplicable: the job type does not apply to the unit, e.g. a
+	// reload of a unit without ExecReload (org.freedesktop.systemd1.JobTypeNotApplicable).
+	ErrNotApplicable = errors.New("job type not applicable")
+	// ErrConnectionLost: the bus connection dropped while a job was in
+	// flight, so its result is unknown. The job may have run: re-read the
+	// unit's Status and compare InvocationID (and MainPID) with the
+	// snapshot taken before Do to decide whether it happened.
+	ErrConnectionLost = errors.New("systemd connection lost")
+	// ErrJobTimeout: the job gave no result within the job timeout. The
+	// job may still be queued or running in systemd.
+	ErrJobTimeout = errors.New("systemd job timed out")
+)
+
+// JobError is a job that finished with a result other than "done":
+// "failed", "canceled", "timeout", "dependency", "skipped", "invalid", ...
+type JobError struct {
+	Op     Op
+	Unit   string
+	Result string
+}
+
+func (e *JobError) Error() string {
+	return fmt.Sprintf("%s %s: job %s", e.Op, e.Unit, e.Result)
+}
+
+// callError keeps systemd's own message while matching a sentinel.
+type callError struct {
+	kind error
+	err  error
+}
+
+func (e *callError) Error() string   { return e.err.Error() }
+func (e *callError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// classify wraps D-Bus errors from systemd with our sentinels.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var de dbus.Error
+	if errors.As(err, &de) {
+		switch de.Name {
+		case "org.freedesktop.systemd1.NoSuchUnit":
+			return &callError{kind: ErrNoSuchUnit, err: err}
+		case "org.freedesktop.systemd1.JobTypeNotApplicable":
+			return &callError{kind: ErrNotApplicable, err: err}
+		}
+	}
+	if errors.Is(err, dbus.ErrClosed) {
+		return &callError{kind: ErrConnectionLost, err: err}
+	}
+	return err
+}
+
+// ConnectOptions choose the manager and the time limits.
+type ConnectOptions struct {
+	// User talks to the user manager ($DBUS_SESSION_BUS_ADDRESS, else
+	// /run/user/UID/bus) instead of the system manager.
+	User bool
+	// Address, when set, is dialled instead: a bus ("unix:path=.../bus")
+	// or systemd's private socket ("unix:path=.../systemd/private", a
+	// direct connection without a bus daemon, recognised by its path).
+	Address string
+	// CallTimeout bounds each D-Bus call and the dial (default 30s).
+	CallTimeout time.Duration
+	// JobTimeout bounds the wait for a job's result (default 5m).
+	JobTimeout time.Duration
+}
+
+// DBus is the Backend on go-systemd's D-Bus API. It is safe for
+// concurrent use. A dropped connection (bus daemon restarted, daemon-reexec)
+// is redialled once on the next call; see ErrConnectionLost for jobs.
+type DBus struct {
+	ctx  context.Context
+	opts ConnectOptions
+
+	mu   sync.Mutex
+	conn *dbusConn // nil after Close
+
+	// reloadMu serializes daemon-reloads: parallel steps that each wrote
+	// a unit file would otherwise queue reloads that systemd runs one
+	// after the other anyway, each 30+ ms with the manager busy.
+	reloadMu sync.Mutex
+}
+
+// dbusConn is a go-systemd connection with the godbus connections under
+// it, whose contexts tell when it drops.
+type dbusConn struct {
+	sd   *sdbus.Conn
+	raw  []*dbus.Conn
+	done chan struct{} // closed when any underlying connection is gone
+}
+
+// watch closes c.done when either godbus connection ends: one goroutine
+// per connection, gone with it.
+func (c *dbusConn) watch() {
+	c.done = make(chan struct{})
+	go func() {
+		select {
+		case <-c.raw[0].Context().Done():
+		case <-c.raw[1].Context().Done():
+		}
+		close(c.done)
+	}()
+}
+
+func (c *dbusConn) connected() bool {
+	return c.sd.Connected() && c.raw[0].Connected() && c.raw[1].Connected()
+}
+
+// Connect dials the manager. ctx owns the connection for the backend's
+// whole life (go-systemd ties the connection to it): pass a long-lived
+// one, not a per-call deadline; cancelling it closes the backend.
+func Connect(ctx context.Context, opts ConnectOptions) (*DBus, error) {
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 30 * time.Second
+	}
+	if opts.JobTimeout <= 0 {
+		opts.JobTimeout = 5 * time.Minute
+	}
+	d := &DBus{ctx: ctx, opts: opts}
+	conn, err := d.dial()
+	if err != nil {
+		return nil, err
+	}
+	d.conn = conn
+	return d, nil
+}
+
+// dial connects with a deadline: godbus's Dial, Auth and Hello take no
+// context, so a bus that accepts but never answers would hang forever.
+func (d *DBus) dial() (*dbusConn, error) {
+	type result struct {
+		conn *dbusConn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c := &dbusConn{}
+		var mu sync.Mutex
+		sd, err := sdbus.NewConnection(func() (*dbus.Conn, error) {
+			raw, err := d.dialRaw()
+			if err == nil {
+				mu.Lock()
+				c.raw = append(c.raw, raw)
+				mu.Unlock()
+			}
+			return raw, err
+		})
+		c.sd = sd
+		ch <- result{c, err}
+	}()
+	timer := time.NewTimer(d.opts.CallTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", d.describe(), r.err)
+		}
+		if len(r.conn.raw) != 2 {
+			r.conn.sd.Close()
+			return nil, fmt.Errorf("connecting to %s: go-systemd dialled %d connections, want 2", d.describe(), len(r.conn.raw))
+		}
+		r.conn.watch()
+		return r.conn, nil
+	case <-timer.C:
+		go func() {
+			// Close whatever the stuck dial eventually returns.
+			if r := <-ch; r.err == nil {
+				r.conn.sd.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connecting to %s: no answer within %s", d.describe(), d.opts.CallTimeout)
+	case <-d.ctx.Done():
+		go func() {
+			if r := <-ch; r.err == nil {
+				r.conn.sd.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connecting to %s: %w", d.describe(), d.ctx.Err())
+	}
+}
+
+func (d *DBus) describe() string {
+	switch {
+	case d.opts.Address != "":
+		return fmt.Sprintf("systemd at %q", d.opts.Address)
+	case d.opts.User:
+		return "the systemd user manager"
+	default:
+		return "the systemd system manager"
+	}
+}
+
+// dialRaw makes one authenticated godbus connection, as go-systemd's own
+// constructors do: EXTERNAL auth with the numeric uid, then Hello unless
+// the address is systemd's private socket (no bus daemon to greet).
+func (d *DBus) dialRaw() (*dbus.Conn, error) {
+	var (
+		conn *dbus.Conn
+		err  error
+	)
+	direct := false
+	switch {
+	case d.opts.Address != "":
+		conn, err = dbus.Dial(d.opts.Address, dbus.WithContext(d.ctx))
+		direct = strings.HasSuffix(d.opts.Address, "/systemd/private")
+	case d.opts.User:
+		conn, err = dbus.SessionBusPrivate(dbus.WithContext(d.ctx))
+	default:
+		conn, err = dbus.SystemBusPrivate(dbus.WithContext(d.ctx))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if !direct {
+		if err := conn.Hello(); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return conn, nil
+}
+
+// connection returns a live connection, redialling once if the current
+// one has dropped. The old one is closed first so nothing leaks.
+func (d *DBus) connection() (*dbusConn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == nil {
+		return nil, errors.New("systemd backend is closed")
+	}
+	if err := d.ctx.Err(); err != nil {
+		return nil, fmt.Errorf("systemd backend's context ended: %w", err)
+	}
+	if d.conn.connected() {
+		return d.conn, nil
+	}
+	return d.redialLocked()
+}
+
+// reconnect replaces old after a call on it failed with a closed
+// connection; another goroutine may have replaced it already.
+func (d *DBus) reconnect(old *dbusConn) (*dbusConn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == nil {
+		return nil, errors.New("systemd backend is closed")
+	}
+	if d.conn != old && d.conn.connected() {
+		return d.conn, nil
+	}
+	return d.redialLocked()
+}
+
+func (d *DBus) redialLocked() (*dbusConn, error) {
+	d.conn.sd.Close()
+	conn, err := d.dial()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConnectionLost, err)
+	}
+	d.conn = conn
+	return conn, nil
+}
+
+func lostConnection(c *dbusConn, err error) bool {
+	return errors.Is(err, dbus.ErrClosed) || !c.connected()
+}
+
+// readOnly runs call, and once more on a fresh connection when the
+// connection was lost: only for calls that are safe to repeat.
+func (d *DBus) readOnly(ctx context.Context, call func(ctx context.Context, c *sdbus.Conn) error) error {
+	conn, err := d.connection()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.opts.CallTimeout)
+	err = call(cctx, conn.sd)
+	cancel()
+	if err == nil || !lostConnection(conn, err) || ctx.Err() != nil {
+		return err
+	}
+	conn, rerr := d.reconnect(conn)
+	if rerr != nil {
+		return rerr
+	}
+	cctx, cancel = context.WithTimeout(ctx, d.opts.CallTimeout)
+	defer cancel()
+	return call(cctx, conn.sd)
+}
+
+// DaemonReload reloads systemd's unit files (systemctl daemon-reload);
+// systemd replies once the reload is complete.
+func (d *DBus) DaemonReload(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	err := d.readOnly(ctx, func(ctx context.Context, c *sdbus.Conn) error {
+		return c.ReloadContext(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("daemon-reload: %w", classify(err))
+	}
+	return nil
+}
+
+// Reset clears the unit's failed state (systemctl reset-failed), so that a
+// start after a failure is not refused by the start rate limit.
+func (d *DBus) Reset(ctx context.Context, unit string) error {
+	err := d.readOnly(ctx, func(ctx context.Context, c *sdbus.Conn) error {
+		return c.ResetFailedUnitContext(ctx, unit)
+	})
+	if err != nil {
+		return fmt.Errorf("reset-failed %s: %w", unit, classify(err))
+	}
+	return nil
+}
+
+type jobMethod func(c *sdbus.Conn, ctx context.Context, name, mode string, ch chan<- string) (int, error)
+
+func jobFor(op Op) (jobMethod, bool) {
+	switch op {
+	case OpStart:
+		return (*sdbus.Conn).StartUnitContext, true
+	case OpStop:
+		return (*sdbus.Conn).StopUnitContext, true
+	case OpRestart:
+		return (*sdbus.Conn).RestartUnitContext, true
+	case OpReload:
+		return (*sdbus.Conn).ReloadUnitContext, true
+	case OpReloadOrRestart:
+		return (*sdbus.Conn).ReloadOrRestartUnitContext, true
+	}
+	return nil, false
+}
+
+// Do enqueues op on unit in mode "replace" and waits for the job's result,
+// at most JobTimeout. A result other than "done" is a *JobError. Errors
+// wrap ErrNoSuchUnit, ErrNotApplicable, ErrJobTimeout or ErrConnectionLost.
+//
+// Jobs are never retried: when the connection drops after the job was
+// sent, Do returns ErrConnectionLost and the caller decides from a fresh
+// Status (InvocationID changed = the restart happened). A connection found
+// dropped before sending is redialled first, since nothing was sent yet.
+func (d *DBus) Do(ctx context.Context, op Op, unit string) error {
+	method, ok := jobFor(op)
+	if !ok {
+		return fmt.Errorf("%s %s: unknown systemd operation %q", op, unit, op)
+	}
+	conn, err := d.connection()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, unit, err)
+	}
+	// Buffered: go-systemd sends the result while holding its job lock on
+	// its only dispatch goroutine, so an unread unbuffered channel would
+	// stall every later job (go-systemd#429).
+	ch := make(chan string, 1)
+	cctx, cancel := context.WithTimeout(ctx, d.opts.CallTimeout)
+	_, err = method(conn.sd, cctx, unit, "replace", ch)
+	cancel()
+	if err != nil {
+		// No job was enqueued, so nothing will arrive on ch (runc#1772).
+		if lostConnection(conn, err) {
+			return fmt.Errorf("%s %s: %w", op, unit, &callError{kind: ErrConnectionLost, err: err})
+		}
+		return fmt.Errorf("%s %s: %w", op, unit, classify(err))
+	}
+
+	// The call's ctx only bounded the enqueue; the job runs on in
+	// systemd whatever we do, so wait with our own deadline.
+	timer := time.NewTimer(d.opts.JobTimeout)
+	defer timer.Stop()
+	select {
+	case result := <-ch:
+		if result != "done" {
+			return &JobError{Op: op, Unit: unit, Result: result}
+		}
+		return nil
+	case <-conn.done:
+		// The result may have raced the drop.
+		select {
+		case result := <-ch:
+			if result != "done" {
+				return &JobError{Op: op, Unit: unit, Result: result}
+			}
+			return nil
+		default:
+		}
+		return fmt.Errorf("%s %s: %w while waiting for the job's result", op, unit, ErrConnectionLost)
+	case <-timer.C:
+		return fmt.Errorf("%s %s: %w: no result after %s (the job may still be running)", op, unit, ErrJobTimeout, d.opts.JobTimeout)
+	case <-ctx.Done():
+		return fmt.Errorf("%s %s: %w (the job may still be running)", op, unit, ctx.Err())
+	}
+}
+
+// Status reads the unit's properties, and its service properties for a
+// .service. A unit systemd does not know is not an error: its LoadState
+// is "not-found"; check it with UnitState.Loaded.
+func (d *DBus) Status(ctx context.Context, unit string) (UnitState, error) {
+	var st UnitState
+	err := d.readOnly(ctx, func(ctx context.Context, c *sdbus.Conn) error {
+		props, err := c.GetUnitPropertiesContext(ctx, unit)
+		if err != nil {
+			return err
+		}
+		st = unitStateFrom(props)
+		if st.LoadState != "loaded" || !strings.HasSuffix(unit, ".service") {
+			return nil
+		}
+		svc, err := c.GetUnitTypePropertiesContext(ctx, unit, "Service")
+		if err != nil {
+			return err
+		}
+		addServiceState(&st, svc)
+		return nil
+	})
+	if err != nil {
+		return UnitState{}, fmt.Errorf("status %s: %w", unit, classify(err))
+	}
+	return st, nil
+}
+
+func unitStateFrom(p map[string]any) UnitState {
+	st := UnitState{
+		LoadState:        propString(p, "LoadState"),
+		ActiveState:      propString(p, "ActiveState"),
+		SubState:         propString(p, "SubState"),
+		FragmentPath:     propString(p, "FragmentPath"),
+		CanReload:        propBool(p, "CanReload"),
+		NeedDaemonReload: propBool(p, "NeedDaemonReload"),
+	}
+	if v, ok := p["ActiveEnterTimestampMonotonic"].(uint64); ok {
+		st.ActiveEnterMono = v
+	}
+	if v, ok := p["InvocationID"].([]byte); ok {
+		st.InvocationID = hex.EncodeToString(v)
+	}
+	if v, ok := p["DropInPaths"].([]string); ok {
+		st.DropInPaths = v
+	}
+	return st
+}
+
+func addServiceState(st *UnitState, p map[string]any) {
+	st.Result = propString(p, "Result")
+	st.ReloadResult = propString(p, "ReloadResult") // absent before systemd 250
+	if v, ok := p["MainPID"].(uint32); ok {
+		st.MainPID = v
+	}
+	if v, ok := p["NRestarts"].(uint32); ok {
+		st.NRestarts = v
+	}
+}
+
+func propString(p map[string]any, name string) string {
+	s, _ := p[name].(string)
+	return s
+}
+
+func propBool(p map[string]any, name string) bool {
+	b, _ := p[name].(bool)
+	return b
+}
+
+// Close closes the connection; later calls fail.
+func (d *DBus) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		d.conn.sd.Close()
+		d.conn = nil
+	}
+	return nil
 }

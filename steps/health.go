@@ -1,0 +1,258 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/rollout-sh/rollout/dsl"
+	"github.com/rollout-sh/rollout/planner"
+)
+
+// Health check defaults for zero fields, the same as the planner's.
+const (
+	defaultHealthTimeout  = 30 * time.Second
+	defaultHealthRetries  = 3
+	defaultHealthInterval = time.Second
+	// firstPollDelay is the first pause of the adaptive poll inside an
+	// attempt; it doubles up to the interval. A restarted service usually
+	// listens tens of milliseconds after its job is done, so a short first
+	// pause finds it sooner than a whole interval would.
+	firstPollDelay = 10 * time.Millisecond
+)
+
+// HealthError is a health check that failed every attempt; Err is the
+// last attempt's error.
+type HealthError struct {
+	Kind     string
+	Attempts int
+	Err      error
+}
+
+func (e *HealthError) Error() string {
+	return fmt.Sprintf("%s check failed %d times, last: %v", e.Kind, e.Attempts, e.Err)
+}
+
+func (e *HealthError) Unwrap() error { return e.Err }
+
+// CheckHealth runs h against unit (sd serves the systemd kind) until it
+// passes, at most h.Retries attempts. attempt, when not nil, is called
+// with the number of each attempt before it starts.
+//
+// Timeout is the budget of one attempt, Interval the pause between
+// attempts and also the longest pause of the adaptive poll within one:
+// an http, tcp or systemd attempt probes again and again, first after
+// 10 ms, doubling up to Interval, until a probe passes or the attempt's
+// Timeout runs out. An exec attempt runs the command once. Zero fields
+// take the defaults (30s, 3, 1s).
+//
+// The error is a *HealthError holding the attempt count and the last
+// probe's error, or ctx's error when ctx ends first.
+func CheckHealth(ctx context.Context, h *planner.Health, unit string, sd Backend, attempt func(n int)) error {
+	if h == nil {
+		return errors.New("no health check")
+	}
+	timeout, retries, interval := h.Timeout, h.Retries, h.Interval
+	if timeout <= 0 {
+		timeout = defaultHealthTimeout
+	}
+	if retries <= 0 {
+		retries = defaultHealthRetries
+	}
+	if interval <= 0 {
+		interval = defaultHealthInterval
+	}
+	probe, poll, err := prober(h, unit, sd)
+	if err != nil {
+		return err
+	}
+
+	var last error
+	for n := 1; n <= retries; n++ {
+		if attempt != nil {
+			attempt(n)
+		}
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		if poll {
+			last = pollUntil(actx, probe, interval)
+		} else {
+			last = probe(actx)
+		}
+		cancel()
+		if last == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s check, attempt %d: %w (last probe: %v)", h.Kind, n, ctx.Err(), last)
+		}
+		if n < retries {
+			if err := sleepCtx(ctx, interval); err != nil {
+				return fmt.Errorf("%s check, after attempt %d: %w (last probe: %v)", h.Kind, n, err, last)
+			}
+		}
+	}
+	return &HealthError{Kind: h.Kind, Attempts: retries, Err: last}
+}
+
+// pollUntil probes until a probe passes or ctx ends, pausing 10 ms at
+// first, doubling up to maxDelay. It returns the last probe's error, not
+// ctx's, since that says what was wrong.
+//
+// A probe cut short by the deadline only says it ran out of time, so the
+// previous probe's error is returned instead when there was one: "503"
+// says more than "no response before the timeout".
+func pollUntil(ctx context.Context, probe func(context.Context) error, maxDelay time.Duration) error {
+	delay := firstPollDelay
+	var previous error
+	for {
+		err := probe(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			if previous != nil {
+				return previous
+			}
+			return err
+		}
+		previous = err
+		if sleepCtx(ctx, delay) != nil {
+			return err
+		}
+		delay = min(delay*2, maxDelay)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// prober returns the probe for h's kind and whether to poll it within an
+// attempt.
+func prober(h *planner.Health, unit string, sd Backend) (probe func(context.Context) error, poll bool, err error) {
+	switch h.Kind {
+	case dsl.HealthHTTP:
+		if h.URL == "" {
+			return nil, false, errors.New("http health check without a url")
+		}
+		// No keep-alive: a pooled connection to the old process would
+		// hide that the restarted one is not listening yet. No proxy:
+		// the check is of the service itself, usually on localhost.
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+		return func(ctx context.Context) error { return probeHTTP(ctx, client, h.URL, h.ExpectStatus) }, true, nil
+	case dsl.HealthTCP:
+		if h.Address == "" {
+			return nil, false, errors.New("tcp health check without an address")
+		}
+		return func(ctx context.Context) error { return probeTCP(ctx, h.Address) }, true, nil
+	case dsl.HealthSystemd:
+		if sd == nil {
+			return nil, false, errors.New("systemd health check without a systemd connection")
+		}
+		if unit == "" {
+			return nil, false, errors.New("systemd health check without a unit")
+		}
+		return func(ctx context.Context) error { return probeSystemd(ctx, sd, unit) }, true, nil
+	case dsl.HealthExec:
+		if len(h.Command) == 0 || h.Command[0] == "" {
+			return nil, false, errors.New("exec health check without a command")
+		}
+		return func(ctx context.Context) error { return probeExec(ctx, h.Command) }, false, nil
+	}
+	return nil, false, fmt.Errorf("unknown health check kind %q", h.Kind)
+}
+
+func probeHTTP(ctx context.Context, client *http.Client, url string, expect int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("GET %s: no response before the attempt's timeout", url)
+		}
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	want := "a 2xx status"
+	if expect != 0 {
+		ok = resp.StatusCode == expect
+		want = fmt.Sprintf("status %d", expect)
+	}
+	if !ok {
+		return fmt.Errorf("GET %s: %s, want %s; body %q", url, resp.Status, want, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func probeTCP(ctx context.Context, address string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", address)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", address, err)
+	}
+	return conn.Close()
+}
+
+// probeSystemd passes when the unit is loaded and active; a service must
+// also be running, or exited for a oneshot with RemainAfterExit (Debian's
+// postgresql.service is one).
+func probeSystemd(ctx context.Context, sd Backend, unit string) error {
+	st, err := sd.Status(ctx, unit)
+	if err != nil {
+		return err
+	}
+	if err := st.Loaded(); err != nil {
+		return fmt.Errorf("%s: %w", unit, err)
+	}
+	if st.ActiveState != "active" {
+		return fmt.Errorf("%s is %s (%s), not active", unit, st.ActiveState, st.SubState)
+	}
+	if strings.HasSuffix(unit, ".service") && st.SubState != "running" && st.SubState != "exited" {
+		return fmt.Errorf("%s is active but %s, not running", unit, st.SubState)
+	}
+	return nil
+}
+
+// probeExec runs argv directly (never through a shell); exit 0 passes.
+func probeExec(ctx context.Context, argv []string) error {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	// A child that keeps the output pipe open must not outlive the
+	// attempt's timeout by more than this.
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (killed at the attempt's timeout)", err)
+	}
+	text := strings.TrimSpace(out.String())
+	if len(text) > 512 {
+		text = "..." + text[len(text)-512:]
+	}
+	if text != "" {
+		return fmt.Errorf("%s: %w; output: %s", strings.Join(argv, " "), err, text)
+	}
+	return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+}
