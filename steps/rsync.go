@@ -25,6 +25,10 @@ func rsyncStepType() planner.StepType {
 			"to":      &hcldec.AttrSpec{Name: "to", Type: cty.String, Required: true},
 			"exclude": &hcldec.AttrSpec{Name: "exclude", Type: cty.List(cty.String)},
 			"delete":  &hcldec.AttrSpec{Name: "delete", Type: cty.Bool},
+			// checksum (default true) compares contents instead of size
+			// and mtime: a release built in the same second as the old
+			// one, with files of the same size, must still be deployed.
+			"checksum": &hcldec.AttrSpec{Name: "checksum", Type: cty.Bool},
 		},
 		Rollback: "restores the snapshot of `to`",
 	}
@@ -34,15 +38,19 @@ type rsyncStep struct {
 	from, to string
 	exclude  []string
 	delete   bool
+	checksum bool
 }
 
 func (b *builder) buildRsync(svc *planner.Service, step *planner.Step, r *argReader) (executor.Step, error) {
-	s := &rsyncStep{delete: true}
+	s := &rsyncStep{delete: true, checksum: true}
 	s.from, _ = r.str("from")
 	s.to, _ = r.str("to")
 	s.exclude, _ = r.strList("exclude")
 	if d, ok := r.boolean("delete"); ok {
 		s.delete = d
+	}
+	if c, ok := r.boolean("checksum"); ok {
+		s.checksum = c
 	}
 	// Empty from/to are refused in Do, not here: `from = run.deploy_path`
 	// is empty in every run without --deploy, where the step's `if` skips
@@ -90,6 +98,9 @@ func (s *rsyncStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, e
 	args := []string{}
 	if s.delete {
 		args = append(args, "--delete")
+	}
+	if s.checksum {
+		args = append(args, "--checksum")
 	}
 	for _, x := range s.exclude {
 		// One argv element per option, so a pattern cannot become a flag.
@@ -145,7 +156,9 @@ func (u *rsyncUndo) Undo(ctx context.Context, env *executor.Env) error {
 	if _, err := os.Stat(u.snapshot); err != nil {
 		return fmt.Errorf("snapshot of %s: %w", u.to, err)
 	}
-	if err := runRsync(ctx, env, "--delete", u.snapshot, u.to); err != nil {
+	// --checksum: the deploy may have left files of the old size and
+	// mtime second with new contents; the restore must not skip them.
+	if err := runRsync(ctx, env, "--delete", "--checksum", u.snapshot, u.to); err != nil {
 		// The snapshot is kept: it is the only copy of the old code.
 		return fmt.Errorf("restore %s from %s: %w", u.to, u.snapshot, err)
 	}
