@@ -57,6 +57,7 @@ func Compile(cfg *dsl.Config, opts Options) (*Plan, hcl.Diagnostics) {
 	}
 	c.warnUnusedPipelines()
 	block, selected := c.selectServices(graph, acyclic)
+	c.checkUniqueArgs(services, selected)
 	if c.diags.HasErrors() {
 		return nil, c.diags
 	}

@@ -75,6 +75,7 @@ func TestCompileDiagnostics(t *testing.T) {
 		{name: "several_plans"},
 		{name: "unknown_select_name"},
 		{name: "service_not_in_plan", opts: func(o *Options) { o.Services = []string{"sso.redis"} }},
+		{name: "shared_deploy_source", opts: func(o *Options) { o.Run = RunFlags{Deploy: true, DeployPath: "/tmp/release"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,6 +29,11 @@ type StepType struct {
 	// Rollback says in a few words what undoes the step ("restores the unit
 	// file, daemon-reload"); "" means nothing to undo. plan show prints it.
 	Rollback string
+	// UniqueArgs are arguments that must resolve to a different value for
+	// every selected service the step runs for. An rsync step whose `from`
+	// is the same for two services would deploy one service's release
+	// over the other's code.
+	UniqueArgs []string
 	// Estimate, when set, says how long the step takes for a service with
 	// health h: Typical when all goes well (the waits that always happen,
 	// such as a stabilization window), Worst when every retry and timeout

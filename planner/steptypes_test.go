@@ -36,7 +36,7 @@ func testStepTypes() map[string]StepType {
 		}},
 		"restart":     {Name: "restart", Spec: hcldec.ObjectSpec{}, Rollback: "restart with the restored unit"},
 		"backup_unit": {Name: "backup_unit", Spec: hcldec.ObjectSpec{}, Rollback: "restore the unit file, daemon-reload"},
-		"rsync": {Name: "rsync", Rollback: "restore the snapshot", Spec: hcldec.ObjectSpec{
+		"rsync": {Name: "rsync", Rollback: "restore the snapshot", UniqueArgs: []string{"from", "to"}, Spec: hcldec.ObjectSpec{
 			"from": &hcldec.AttrSpec{Name: "from", Type: cty.String, Required: true},
 			"to":   &hcldec.AttrSpec{Name: "to", Type: cty.String, Required: true},
 		}},

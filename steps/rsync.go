@@ -31,6 +31,9 @@ func rsyncStepType() planner.StepType {
 			"checksum": &hcldec.AttrSpec{Name: "checksum", Type: cty.Bool},
 		},
 		Rollback: "restores the snapshot of `to`",
+		// Two services deploying from one directory, or into one, would
+		// overwrite each other's code.
+		UniqueArgs: []string{"from", "to"},
 	}
 }
 
