@@ -78,7 +78,7 @@ func variableValues(vars []*Variable, given map[string]string) (cty.Value, hcl.D
 			continue
 		}
 		detail := fmt.Sprintf("`--var %s=...` sets a variable that no plan file declares.", name)
-		if s := suggest(name, names); s != "" {
+		if s := Suggest(name, names); s != "" {
 			detail += fmt.Sprintf(" Did you mean %q?", s)
 		}
 		detail += fmt.Sprintf(" Declare it with a variable %q block, or remove the flag.", name)
@@ -162,37 +162,4 @@ func example(name string, ty cty.Type) string {
 	default:
 		return fmt.Sprintf(`--var '%s=["a","b"]'`, name)
 	}
-}
-
-// suggest returns the name in candidates closest to given, or "" when none
-// is close enough to be a likely typo.
-func suggest(given string, candidates []string) string {
-	best, bestDist := "", 3
-	for _, c := range candidates {
-		if d := levenshtein(given, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

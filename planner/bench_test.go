@@ -21,7 +21,7 @@ pipeline "api" {
   step "backup_unit" "backup" {}
   step "rsync" "deploy" {
     if   = run.deploy
-    from = run.deploy_path
+    from = "${run.deploy_path}/${service.name}"
     to   = service.working_dir
   }
   step "exec" "migrate" {

@@ -215,7 +215,7 @@ func (c *compiler) choosePipelines() {
 				Severity: hcl.DiagError,
 				Summary:  "Unknown pipeline",
 				Detail: fmt.Sprintf("Service %q uses pipeline %q, which is not declared.%s Declared pipelines: %s.",
-					svc.Name, svc.Pipeline, didYouMean(svc.Pipeline, c.pipeNames), quoteList(c.pipeNames)),
+					svc.Name, svc.Pipeline, dsl.DidYouMean(svc.Pipeline, c.pipeNames), quoteList(c.pipeNames)),
 				Subject: rangePtr(svc.PipelineRange, svc.DeclRange),
 			})
 			continue
@@ -275,7 +275,7 @@ func (c *compiler) checkStepTypes() {
 				Severity: hcl.DiagError,
 				Summary:  "Unknown step type",
 				Detail: fmt.Sprintf("Step %q in pipeline %q has type %q, which is not a step type.%s Step types: %s.",
-					step.Name, name, step.Type, didYouMean(step.Type, known), quoteList(known)),
+					step.Name, name, step.Type, dsl.DidYouMean(step.Type, known), quoteList(known)),
 				Subject: rangePtr(step.TypeRange, step.DeclRange),
 			})
 		}
@@ -299,7 +299,7 @@ func (c *compiler) buildGraph() (*dag.Graph, bool) {
 					Severity: hcl.DiagError,
 					Summary:  "Unknown dependency",
 					Detail: fmt.Sprintf("Service %q depends on %q, which is not declared.%s",
-						svc.Name, dep.Name, didYouMean(dep.Name, c.serviceNames)),
+						svc.Name, dep.Name, dsl.DidYouMean(dep.Name, c.serviceNames)),
 					Subject: rangePtr(dep.Range, svc.DeclRange),
 				})
 				continue

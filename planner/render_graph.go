@@ -19,13 +19,26 @@ func criticalEdges(path []string) (edges map[string]bool, nodes map[string]bool)
 	return edges, nodes
 }
 
+// criticalCaption says how long the critical path is estimated to take:
+// the least a run can take however parallel, for a reviewer.
+func criticalCaption(p *Plan, est Estimate) string {
+	if len(est.CriticalPath) == 0 {
+		return fmt.Sprintf("plan %s", p.Name)
+	}
+	return fmt.Sprintf("plan %s: critical path (red) estimated %s; %s in %s", p.Name, est.Critical,
+		plural(len(p.Services), "service"), plural(len(p.Waves), "wave"))
+}
+
 // RenderDOT writes the plan as a Graphviz digraph: one cluster per wave,
-// edges from dependency to dependent, the critical path bold and red.
+// edges from dependency to dependent, the critical path bold and red, its
+// estimated time in the graph's label.
 func RenderDOT(w io.Writer, p *Plan) error {
 	var b strings.Builder
-	crit, critNodes := criticalEdges(p.Estimate().CriticalPath)
+	est := p.Estimate()
+	crit, critNodes := criticalEdges(est.CriticalPath)
 	byName := servicesByName(p)
 	fmt.Fprintf(&b, "digraph %s {\n", dotQuote(p.Name))
+	fmt.Fprintf(&b, "  label=%s;\n  labelloc=t;\n", dotQuote(criticalCaption(p, est)))
 	b.WriteString("  rankdir=LR;\n")
 	b.WriteString("  node [shape=box, fontname=\"Helvetica\"];\n")
 	for i, wave := range p.Waves {
@@ -68,15 +81,19 @@ func dotQuote(s string) string {
 // RenderMermaid writes the plan as a Mermaid flowchart that GitHub renders
 // in a pull request comment. Service names hold dots, which Mermaid ids may
 // not, so nodes are s0, s1, … in plan order with the name in a quoted
-// label; each wave is a subgraph; the critical path is drawn red.
+// label; each wave is a subgraph; the critical path is drawn red and its
+// estimated time is the chart's title.
 func RenderMermaid(w io.Writer, p *Plan) error {
 	var b strings.Builder
-	crit, critNodes := criticalEdges(p.Estimate().CriticalPath)
+	est := p.Estimate()
+	crit, critNodes := criticalEdges(est.CriticalPath)
 	id := make(map[string]string, len(p.Services))
 	for i, svc := range p.Services {
 		id[svc.Name] = fmt.Sprintf("s%d", i)
 	}
 	byName := servicesByName(p)
+	// The title goes in front matter, which GitHub renders above the chart.
+	fmt.Fprintf(&b, "---\ntitle: %q\n---\n", criticalCaption(p, est))
 	b.WriteString("flowchart LR\n")
 	for i, wave := range p.Waves {
 		fmt.Fprintf(&b, "  subgraph wave%d[\"wave %d\"]\n", i+1, i+1)

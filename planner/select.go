@@ -38,7 +38,7 @@ func (c *compiler) selectServices(g *dag.Graph, acyclic bool) (*dsl.Plan, []bool
 					Severity: hcl.DiagError,
 					Summary:  "Unknown service",
 					Detail: fmt.Sprintf("There is no service %q to select with --service.%s",
-						name, didYouMean(name, c.serviceNames)),
+						name, dsl.DidYouMean(name, c.serviceNames)),
 				})
 			case !selected[i]:
 				c.add(&hcl.Diagnostic{
@@ -91,7 +91,7 @@ func (c *compiler) choosePlan() (*dsl.Plan, bool) {
 				return p, true
 			}
 		}
-		detail := fmt.Sprintf("There is no plan %q.%s", c.opts.PlanName, didYouMean(c.opts.PlanName, names))
+		detail := fmt.Sprintf("There is no plan %q.%s", c.opts.PlanName, dsl.DidYouMean(c.opts.PlanName, names))
 		if len(names) > 0 {
 			detail += fmt.Sprintf(" Declared plans: %s.", quoteList(names))
 		} else {
@@ -133,7 +133,7 @@ func (c *compiler) applySelect(block *dsl.Plan, selected []bool) {
 			Severity: hcl.DiagError,
 			Summary:  "Unknown service in select",
 			Detail: fmt.Sprintf("Plan %q selects service %q, which is not declared.%s",
-				block.Name, name, didYouMean(name, c.serviceNames)),
+				block.Name, name, dsl.DidYouMean(name, c.serviceNames)),
 			Subject: rangePtr(sel.Range, block.DeclRange),
 		})
 	}
