@@ -132,9 +132,19 @@ func TestRunReloadsWhereTheUnitCan(t *testing.T) {
 		reloadable.serviceHCL(`type = "api"`)+plain.serviceHCL(`type = "api"`))
 	r0, p0 := p.state(reloadable), p.state(plain)
 
-	r := p.rollout("run", plan, "--user", "--events", p.events, "--skip-migrations")
+	r := p.rollout("run", plan, "--user", "--events", p.events, "--skip-migrations", "--json")
 	if r.Code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	// --json streams the events on stdout, one object a line: the same
+	// lifecycle as the events log (which has no step log lines).
+	streamed, bad, err := executor.ReadEvents(strings.NewReader(r.Stdout))
+	if err != nil || bad > 0 || len(streamed) == 0 {
+		t.Fatalf("--json output: %d events, %d bad lines, err %v:\n%s", len(streamed), bad, err, r.Stdout)
+	}
+	keep := func(e executor.Event) bool { return e.Event != executor.StepLog && e.Event != executor.StepAttempt }
+	if got, want := eventNames(streamed, keep), eventNames(p.readEvents(), nil); !slices.Equal(got, want) {
+		t.Errorf("--json stream differs from the events log:\n got %q\nwant %q", got, want)
 	}
 	r1, p1 := p.state(reloadable), p.state(plain)
 	if r1.MainPID != r0.MainPID || r1.InvocationID != r0.InvocationID {
