@@ -41,7 +41,10 @@ func (s *reloadOrRestartStep) Do(ctx context.Context, env *executor.Env) (execut
 	// The undo is returned even when the job fails: the unit may be left
 	// broken, and the rollback must stop it and start the old version.
 	u := s.reopenUndo(true)
-	if before.CanReload && before.ActiveState == "active" {
+	if before.CanReload && before.ActiveState == "active" && s.definitionChanged {
+		logf(env, "the unit file changed: restarting, since a reload would keep the old definition")
+	}
+	if before.CanReload && before.ActiveState == "active" && !s.definitionChanged {
 		err := s.job(ctx, OpReload)
 		if err == nil {
 			return u, s.verifyReload(ctx, env, before)

@@ -37,6 +37,17 @@ func TestReloadOrRestart(t *testing.T) {
 			wantLog: "restarted (InvocationID 00000000000000000000000000000001→00000000000000000000000000000002)",
 		},
 		{
+			name: "a unit whose file changed is restarted, not reloaded",
+			setup: func(sd *scriptedBackend) {
+				sd.AddUnit("app.service", true)
+				st, _ := sd.Unit("app.service")
+				st.NeedDaemonReload = true
+				sd.SetUnit("app.service", st)
+			},
+			wantDo:  "daemon-reload,restart app.service",
+			wantLog: "the unit file changed: restarting",
+		},
+		{
 			name: "an inactive unit is restarted even if it can reload",
 			setup: func(sd *scriptedBackend) {
 				sd.SetUnit("app.service", UnitState{ActiveState: "inactive", CanReload: true})

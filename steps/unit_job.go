@@ -53,6 +53,10 @@ type unitJob struct {
 	health  planner.Health
 	sd      Backend
 	check   healthFunc
+	// definitionChanged is set by prepare when the unit file had changed
+	// on disk (NeedDaemonReload): the running process was started from the
+	// old definition, so only a restart applies the new one.
+	definitionChanged bool
 }
 
 func (b *builder) unitJob(svc *planner.Service, r *argReader) unitJob {
@@ -144,6 +148,7 @@ func (j *unitJob) prepare(ctx context.Context, env *executor.Env) (UnitState, er
 		return st, fmt.Errorf("unit %s is %s, not loaded", j.unit, loadStateText(st.LoadState))
 	}
 	if st.NeedDaemonReload {
+		j.definitionChanged = true
 		logf(env, "daemon-reload: the unit file of %s changed on disk", j.unit)
 		if err := j.sd.DaemonReload(ctx); err != nil {
 			return st, fmt.Errorf("daemon-reload: %w", err)
