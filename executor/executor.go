@@ -97,6 +97,10 @@ type Options struct {
 	Observe func(Event)
 	// Now is time.Now unless a test sets it.
 	Now func() time.Time
+	// PlanFile and EventsLog are written into the run journal, so that
+	// `rollout recover` can name the plan and append to the same log.
+	PlanFile  string
+	EventsLog string
 	// UserManager says the run talks to the user's systemd manager; the
 	// manual commands printed after a failed rollback then use
 	// `systemctl --user` instead of `sudo systemctl`.

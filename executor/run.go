@@ -44,12 +44,25 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		return Result{}, fmt.Errorf("executor: on_failure %q is not \"abort\" or \"continue\"", opts.OnFailure)
 	}
 
+	var jr *journalWriter
 	if opts.LockPath != "" {
 		lock, err := AcquireLock(opts.LockPath, lockHolder(plan, opts))
 		if err != nil {
 			return Result{}, err
 		}
 		defer lock.Release()
+		// A journal left by a run that died means services may be half
+		// restarted: nothing new starts until `rollout recover` ran.
+		unfinished, err := UnfinishedRuns(JournalDir(opts.LockPath))
+		if err != nil {
+			return Result{}, err
+		}
+		if len(unfinished) > 0 {
+			return Result{}, &UnfinishedRunError{Journal: unfinished[0], UserManager: opts.UserManager}
+		}
+		if jr, err = newJournalWriter(opts.LockPath, plan, opts); err != nil {
+			return Result{}, err
+		}
 	}
 
 	r := &runner{
@@ -57,6 +70,7 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		opts:  opts,
 		now:   opts.Now,
 		em:    &emitter{sink: opts.Events, observe: opts.Observe, runID: opts.RunID, now: opts.Now},
+		jr:    jr,
 		sched: newSchedule(plan, opts.Parallel),
 		done:  make(chan serviceDone, len(plan.Services)),
 		// Rollbacks and commits keep ctx's values but not its cancellation.
@@ -85,8 +99,12 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	} else {
 		end.Message = summary
 	}
+	// Ended is set before the final event: a crash between the two leaves
+	// a journal that recovery removes without a second final event.
+	jr.ending()
 	r.em.emit(end)
-	return res, r.em.err()
+	jerr := jr.remove()
+	return res, errors.Join(r.em.err(), jerr)
 }
 
 func lockHolder(plan *planner.Plan, opts Options) LockHolder {
@@ -107,6 +125,7 @@ type runner struct {
 	opts    Options
 	now     func() time.Time
 	em      *emitter
+	jr      *journalWriter // nil without a lock path
 	sched   *schedule
 	done    chan serviceDone
 	base    context.Context // the run's values without its cancellation
@@ -147,6 +166,13 @@ func (r *runner) walk(ctx context.Context, cancelSteps context.CancelFunc) {
 				if !ok {
 					break
 				}
+				// SERVICE_RESTART_START is emitted here, by the
+				// coordinator, not by the service's goroutine: the events
+				// log then shows the order the scheduler decided in, so a
+				// service started together with one that fails at once
+				// never appears to start after the failure.
+				svc := r.plan.Services[i]
+				r.em.emit(Event{Event: ServiceRestartStart, Service: svc.Name, Unit: svc.Unit, Message: plural(len(svc.Steps), "step")})
 				go r.runService(i)
 			}
 		}

@@ -16,18 +16,15 @@ import (
 type undoEntry struct {
 	undo Undo
 	step *planner.Step
+	// undone: recovery found that the rollback of a run that died had
+	// already run this Undo; only its Reopen (if any) is still due.
+	undone bool
 }
 
 // restart runs one service's steps and, when one fails, its rollback. It
 // runs on the service's own goroutine and reports through events.
 func (r *runner) restart(svc *planner.Service) outcome {
 	start := r.now()
-	r.em.emit(Event{
-		Event:   ServiceRestartStart,
-		Service: svc.Name,
-		Unit:    svc.Unit,
-		Message: plural(len(svc.Steps), "step"),
-	})
 	failed := func(err error, message string) {
 		r.em.emit(Event{
 			Event:      ServiceRestartFailed,
@@ -47,6 +44,7 @@ func (r *runner) restart(svc *planner.Service) outcome {
 		return outcomeFailed
 	}
 
+	r.jr.begin(svc)
 	var stack []undoEntry
 	var failure error
 	for k, st := range svc.Steps {
@@ -54,10 +52,14 @@ func (r *runner) restart(svc *planner.Service) outcome {
 			failure = fmt.Errorf("step %s not started: run aborted", st.Name)
 			break
 		}
+		r.jr.stepStart(svc, st, steps[k])
 		undo, err := r.doStep(svc, st, steps[k])
+		var pushed *undoEntry
 		if undo != nil {
 			stack = append(stack, undoEntry{undo: undo, step: st})
+			pushed = &stack[len(stack)-1]
 		}
+		r.jr.stepEnd(svc, pushed)
 		if err != nil {
 			failure = fmt.Errorf("step %s: %w", st.Name, err)
 			break
@@ -65,6 +67,9 @@ func (r *runner) restart(svc *planner.Service) outcome {
 	}
 
 	if failure == nil {
+		// Out of the journal before the success is told: a crash in
+		// between must not roll back a service that restarted well.
+		r.jr.end(svc)
 		r.em.emit(Event{
 			Event:      ServiceRestartSuccess,
 			Service:    svc.Name,
@@ -75,10 +80,14 @@ func (r *runner) restart(svc *planner.Service) outcome {
 		return outcomeSucceeded
 	}
 	if len(stack) == 0 {
+		r.jr.end(svc)
 		failed(failure, "nothing changed; no rollback needed")
 		return outcomeFailed
 	}
-	if r.rollback(svc, stack) {
+	r.jr.rollingBack(svc)
+	ok := r.rollback(svc, stack)
+	r.jr.end(svc)
+	if ok {
 		failed(failure, "rolled back")
 		return outcomeRolledBack
 	}
@@ -221,10 +230,17 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry) bool {
 	for k := len(stack) - 1; k >= 0; k-- {
 		e := stack[k]
 		desc := describe(e.undo)
-		err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) })
+		var err error
+		if !e.undone {
+			err = r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) })
+		}
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("%s: %v", e.step.Name, err))
 			unrestored = append(unrestored, desc)
+		} else {
+			// Recovery after a crash from here on must not undo it twice
+			// (a restored snapshot is gone).
+			r.jr.undone(svc, k)
 		}
 		if _, ok := e.undo.(Reopener); ok {
 			// Reopen even when the Undo failed: the service should end

@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 
 # What the tests need besides Go: rsync (the rsync step), util-linux's
 # unshare and systemd (a private `systemd --user` manager), dbus and
-# dbus-user-session (its bus), curl (the shell-loop benchmark).
+# dbus-user-session (its bus), tmux (a terminal for the live view's
+# tests), curl (the shell-loop benchmark, bench/).
 need=()
+command -v tmux >/dev/null || need+=(tmux)
+command -v curl >/dev/null || need+=(curl)
 command -v rsync >/dev/null || need+=(rsync)
 command -v unshare >/dev/null || need+=(util-linux)
 [ -x /usr/lib/systemd/systemd ] || need+=(systemd)
@@ -24,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
   echo "gofmt wants to rewrite:" >&2
   echo "$unformatted" >&2

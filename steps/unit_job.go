@@ -201,11 +201,40 @@ func (j *unitJob) restart(ctx context.Context, env *executor.Env, before UnitSta
 		}
 		return fmt.Errorf("restart of %s did not take effect: InvocationID is still %q", j.unit, after.InvocationID)
 	}
+	if jobErr != nil {
+		// The restart happened, but its job may still be running (the
+		// unit activating): wait for the job's end, as the lost result
+		// would have, instead of failing and restarting it once more.
+		logf(env, "connection to systemd lost during the restart; InvocationID changed, waiting for the job to finish")
+		if after, err = j.awaitJob(ctx, after); err != nil {
+			return err
+		}
+	}
 	if !isActive(after.ActiveState) {
 		return fmt.Errorf("%s is %s after restart", j.unit, describeState(after))
 	}
 	logf(env, "restarted (InvocationID %s→%s)", displayID(before.InvocationID), displayID(after.InvocationID))
 	return nil
+}
+
+// awaitJob polls the unit until it leaves a transitional state
+// (activating, deactivating), at most the job timeout: the end of a job
+// whose result was lost with the connection.
+func (j *unitJob) awaitJob(ctx context.Context, st UnitState) (UnitState, error) {
+	wctx, cancel := withTimeout(ctx, j.timeout)
+	defer cancel()
+	for st.ActiveState == "activating" || st.ActiveState == "deactivating" {
+		select {
+		case <-wctx.Done():
+			return st, fmt.Errorf("%s is still %s %s after its restart, whose result was lost with the connection to systemd: %w", j.unit, describeState(st), j.timeout, wctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+		var err error
+		if st, err = j.sd.Status(wctx, j.unit); err != nil {
+			return st, fmt.Errorf("status of %s after restart: %w", j.unit, err)
+		}
+	}
+	return st, nil
 }
 
 func (j *unitJob) reopenUndo(stop bool) *reopenUndo {

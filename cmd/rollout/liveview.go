@@ -3,11 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
+	"unsafe"
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/planner"
@@ -28,9 +31,15 @@ type liveView struct {
 	done   map[string]time.Duration // finished services and how long each took
 	status map[string]string        // "done", "failed", "rolled back", "ROLLBACK FAILED", "skipped"
 	counts struct{ done, failed, skipped int }
-	drawn  int // lines of the live area on screen
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	drawn  int    // lines of the live area on screen
+	last   string // the frame on screen, to skip redrawing an unchanged one
+	// cols and rows are the terminal's size, read once: rows are cut to
+	// the width so that none wraps (the cursor-up count would then be
+	// wrong), and the rows in flight are capped to the height, since the
+	// cursor cannot move above the top of the screen.
+	cols, rows int
+	stop       chan struct{}
+	wg         sync.WaitGroup
 }
 
 type flightRow struct {
@@ -50,6 +59,7 @@ func newLiveView(w io.Writer, plan *planner.Plan, color bool, now func() time.Ti
 		status: map[string]string{},
 		stop:   make(chan struct{}),
 	}
+	v.cols, v.rows = terminalSize(w)
 	for i, s := range plan.Services {
 		v.order[s.Name] = i
 	}
@@ -148,25 +158,54 @@ func (v *liveView) paint(code, s string) string {
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
 }
 
-// printAbove clears the live area, prints s, and redraws the area below it.
+// printAbove clears the live area, prints s, and redraws the area below
+// it, in one write so the terminal never shows the area half drawn.
 func (v *liveView) printAbove(s string) {
-	v.clear()
-	fmt.Fprintln(v.w, s)
-	v.redraw()
+	var b strings.Builder
+	v.erase(&b)
+	b.WriteString(s)
+	b.WriteByte('\n')
+	v.draw(&b)
+	io.WriteString(v.w, b.String())
 }
 
+// clear removes the live area from the screen.
 func (v *liveView) clear() {
-	if v.drawn > 0 {
-		fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.drawn)
-		v.drawn = 0
+	var b strings.Builder
+	v.erase(&b)
+	if b.Len() > 0 {
+		io.WriteString(v.w, b.String())
 	}
 }
 
+// redraw replaces the live area with a new frame, unless it is unchanged:
+// an idle ticker writes nothing.
 func (v *liveView) redraw() {
-	v.clear()
 	frame := v.frame(v.now())
-	fmt.Fprint(v.w, frame)
+	if frame == v.last && v.drawn > 0 {
+		return
+	}
+	var b strings.Builder
+	v.erase(&b)
+	v.draw(&b)
+	io.WriteString(v.w, b.String())
+}
+
+// erase appends the escapes that move up over the live area and clear it.
+func (v *liveView) erase(b *strings.Builder) {
+	if v.drawn > 0 {
+		fmt.Fprintf(b, "\x1b[%dA\x1b[J", v.drawn)
+		v.drawn = 0
+		v.last = ""
+	}
+}
+
+// draw appends the current frame and remembers its height.
+func (v *liveView) draw(b *strings.Builder) {
+	frame := v.frame(v.now())
+	b.WriteString(frame)
 	v.drawn = strings.Count(frame, "\n")
+	v.last = frame
 }
 
 // frame is the live area: a counts line, then one row per service in flight.
@@ -180,6 +219,13 @@ func (v *liveView) frame(now time.Time) string {
 		names = append(names, n)
 	}
 	sort.Slice(names, func(i, j int) bool { return v.order[names[i]] < v.order[names[j]] })
+	// Keep the area below the screen's height: the counts line, the rows,
+	// a "more" line and the cursor's own line.
+	more := 0
+	if limit := max(v.rows-3, 1); len(names) > limit {
+		more = len(names) - limit
+		names = names[:limit]
+	}
 	for _, n := range names {
 		r := v.flight[n]
 		step := r.step
@@ -190,9 +236,26 @@ func (v *liveView) frame(now time.Time) string {
 		if r.attempt > 1 {
 			attempt = fmt.Sprintf(" attempt %d", r.attempt)
 		}
-		fmt.Fprintf(&sb, "  %-28s %-24s %6s%s\n", n, step, now.Sub(r.stepStart).Round(100*time.Millisecond), attempt)
+		row := fmt.Sprintf("  %-28s %-24s %6s%s", n, step, now.Sub(r.stepStart).Round(100*time.Millisecond), attempt)
+		sb.WriteString(fitWidth(row, v.cols))
+		sb.WriteByte('\n')
+	}
+	if more > 0 {
+		fmt.Fprintf(&sb, "  … and %d more in flight\n", more)
 	}
 	return sb.String()
+}
+
+// fitWidth cuts s to fewer than cols runes, so that a row never wraps.
+func fitWidth(s string, cols int) string {
+	if cols <= 1 {
+		return s
+	}
+	r := []rune(s)
+	if len(r) < cols {
+		return s
+	}
+	return string(r[:cols-2]) + "…"
 }
 
 // summaryTable is printed at the end of a run: each service, its outcome and
@@ -214,4 +277,20 @@ func (v *liveView) summaryTable(w io.Writer, plan *planner.Plan) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, st, d)
 	}
 	tw.Flush()
+}
+
+// terminalSize returns w's columns and rows when w is a terminal, else (or
+// when the size is unknown) 80×24, the size every terminal can show.
+func terminalSize(w io.Writer) (cols, rows int) {
+	cols, rows = 80, 24
+	f, ok := w.(*os.File)
+	if !ok {
+		return cols, rows
+	}
+	var ws struct{ Row, Col, X, Y uint16 }
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), uintptr(syscall.TIOCGWINSZ), uintptr(unsafe.Pointer(&ws)))
+	if errno != 0 || ws.Col == 0 || ws.Row == 0 {
+		return cols, rows
+	}
+	return int(ws.Col), int(ws.Row)
 }

@@ -69,6 +69,9 @@ restart goes wrong.`,
 	plan := &cobra.Command{
 		Use:   "plan",
 		Short: "Check, show and format plan files without touching any service",
+		Example: `  rollout plan validate plans/*.hcl
+  rollout plan show plans/core-apis.hcl --service merchant.api
+  rollout plan fmt --check --diff plans/*.hcl`,
 	}
 	plan.AddCommand(NewCmdValidate(io, nil))
 	plan.AddCommand(NewCmdShow(io, nil))
@@ -76,7 +79,35 @@ restart goes wrong.`,
 	root.AddCommand(plan)
 	root.AddCommand(NewCmdRun(io, nil))
 	root.AddCommand(NewCmdEvents(io, nil))
+	root.AddCommand(NewCmdRecover(io, nil))
+	root.AddCommand(NewCmdDemo(io, nil))
+	root.AddCommand(newCmdDemoService())
+	addCompletionExamples(root)
 	return root
+}
+
+// addCompletionExamples adds cobra's completion command now (cobra would
+// add it at Execute) so that it and its shell subcommands get examples.
+func addCompletionExamples(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	examples := map[string]string{
+		"completion": `  rollout completion bash > /etc/bash_completion.d/rollout
+  rollout completion zsh > "${fpath[1]}/_rollout"
+  rollout completion fish > ~/.config/fish/completions/rollout.fish`,
+		"bash":       "  source <(rollout completion bash)\n  rollout completion bash > /etc/bash_completion.d/rollout",
+		"zsh":        "  source <(rollout completion zsh)\n  rollout completion zsh > \"${fpath[1]}/_rollout\"",
+		"fish":       "  rollout completion fish | source\n  rollout completion fish > ~/.config/fish/completions/rollout.fish",
+		"powershell": "  rollout completion powershell | Out-String | Invoke-Expression",
+	}
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		c.Example = examples["completion"]
+		for _, sub := range c.Commands() {
+			sub.Example = examples[sub.Name()]
+		}
+	}
 }
 
 // Main runs the CLI with args and returns the process exit code.

@@ -100,7 +100,12 @@ func runRun(opts *RunOptions) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sd, err := opts.Systemd(ctx, opts.User)
+	// The backend lives on its own context: the first interrupt cancels
+	// ctx (start nothing new), and the services in flight still need
+	// systemd to finish or roll back.
+	sdCtx, sdCancel := context.WithCancel(context.Background())
+	defer sdCancel()
+	sd, err := opts.Systemd(sdCtx, opts.User)
 	if err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
 	}
@@ -144,6 +149,8 @@ func runRun(opts *RunOptions) error {
 		Force:       opts.Flags.Force,
 		UserManager: opts.User,
 		LockPath:    lockPath,
+		PlanFile:    absPath(opts.File),
+		EventsLog:   absPath(eventsPath),
 		Abort:       abort,
 		Events:      sink,
 		Observe:     observe,

@@ -2,11 +2,10 @@
 // (see /work/shared/notes/systemd.md §5) and builds internal/testsvc to run
 // under it.
 //
-// As root, Start runs the manager in a private mount namespace with a tmpfs
-// on /run/systemd holding an empty /run/systemd/system (without it the
-// manager refuses to run), and private XDG_RUNTIME_DIR and XDG_CONFIG_HOME
-// directories, so several test binaries can each run their own manager at
-// once. A non-root developer whose session already has a working user
+// As root, Start runs a private manager through internal/usermanager (a
+// private mount namespace, private XDG_RUNTIME_DIR and XDG_CONFIG_HOME, a
+// cgroup of its own), so several test binaries can each run their own
+// manager at once. A non-root developer whose session already has a working user
 // manager (DBUS_SESSION_BUS_ADDRESS) gets that one instead. When neither
 // works the test is skipped, or fails when CI=true: CI must never skip.
 //
@@ -28,18 +27,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
-	"github.com/godbus/dbus/v5"
+
+	"github.com/rollout-sh/rollout/internal/usermanager"
 )
 
 // StartTimeout caps how long Start waits for the manager to be running.
-const StartTimeout = 20 * time.Second
-
-const managerBinary = "/usr/lib/systemd/systemd"
+const StartTimeout = usermanager.DefaultStartTimeout
 
 // Manager is a running systemd user manager.
 type Manager struct {
@@ -55,12 +52,9 @@ type Manager struct {
 	// (measured 0.19–0.27 s here, 20 ms polls).
 	StartDuration time.Duration
 
-	ours    bool // started by us (else a developer's existing manager)
-	baseDir string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd.Wait returns
-	logPath string
-	cgroup  string // our cgroup's name under each hierarchy's root
+	ours    bool                 // started by us (else a developer's existing manager)
+	own     *usermanager.Manager // the manager we started
+	baseDir string               // build output (and nothing else)
 	admin   *sdbus.Conn
 
 	reloadMu sync.Mutex // serializes DaemonReload
@@ -111,215 +105,39 @@ func StartMain() (m *Manager, stop func(), err error) {
 }
 
 func startOwn() (*Manager, func(), error) {
-	if _, err := os.Stat(managerBinary); err != nil {
-		return nil, nil, fmt.Errorf("systemd not installed: %w", err)
-	}
-	// A short base path: the bus socket path must fit in sun_path (108 bytes).
-	base, err := os.MkdirTemp("", "sdt-")
+	// The system temp dir keeps socket paths short (sun_path is 108 bytes).
+	own, err := usermanager.Start(usermanager.Options{Prefix: "sdt-", StartTimeout: StartTimeout})
 	if err != nil {
 		return nil, nil, err
 	}
 	m := &Manager{
-		ours:       true,
-		baseDir:    base,
-		RuntimeDir: filepath.Join(base, "run"),
-		ConfigHome: filepath.Join(base, "config"),
-		logPath:    filepath.Join(base, "manager.log"),
-		exited:     make(chan struct{}),
+		BusAddress:     own.BusAddress,
+		PrivateAddress: own.PrivateAddress,
+		RuntimeDir:     own.RuntimeDir,
+		ConfigHome:     own.ConfigHome,
+		UnitDir:        own.UnitDir,
+		StartDuration:  own.StartDuration,
+		ours:           true,
+		own:            own,
+		// The private socket keeps working while a test kills the bus daemon.
+		admin: own.Admin,
 	}
-	m.UnitDir = filepath.Join(m.ConfigHome, "systemd", "user")
-	m.BusAddress = "unix:path=" + filepath.Join(m.RuntimeDir, "bus")
-	m.PrivateAddress = "unix:path=" + filepath.Join(m.RuntimeDir, "systemd", "private")
-	if err := os.MkdirAll(m.UnitDir, 0o755); err != nil {
-		os.RemoveAll(base)
-		return nil, nil, err
-	}
-	if err := os.Mkdir(m.RuntimeDir, 0o700); err != nil {
-		os.RemoveAll(base)
-		return nil, nil, err
-	}
-	logFile, err := os.Create(m.logPath)
-	if err != nil {
-		os.RemoveAll(base)
-		return nil, nil, err
-	}
-	defer logFile.Close()
-
-	// unshare (no --fork), sh's final exec and env all exec in place, so
-	// the child's PID is the manager's. The manager inherits our
-	// environment, minus any bus address that would point elsewhere.
-	//
-	// The shell first moves itself (and so the manager) into a cgroup of
-	// its own in every writable hierarchy. Without that, a root user
-	// manager that finds itself in /init.scope puts its units at global
-	// paths (/session.slice/dbus.service, /app.slice/NAME.service), so
-	// two managers share the cgroups of same-named units, and stopping
-	// one manager kills the other's bus daemon (observed).
-	script := `for h in /sys/fs/cgroup /sys/fs/cgroup/*; do ` +
-		`[ -f "$h/cgroup.procs" ] && mkdir -p "$h/$3" 2>/dev/null && echo $$ > "$h/$3/cgroup.procs" 2>/dev/null; ` +
-		`done; ` +
-		`mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system && ` +
-		`exec env XDG_RUNTIME_DIR="$0" XDG_CONFIG_HOME="$1" DBUS_SESSION_BUS_ADDRESS="$2" ` + managerBinary + ` --user`
-	m.cgroup = "rollout-" + filepath.Base(base)
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script,
-		m.RuntimeDir, m.ConfigHome, m.BusAddress, m.cgroup)
-	cmd.Env = environWithout("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "NOTIFY_SOCKET")
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	// Setsid as `setsid` would; Pdeathsig so that a test binary killed by
-	// its timeout does not leave a manager (and its services) behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
-	began := time.Now()
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(base)
-		return nil, nil, fmt.Errorf("starting the manager: %w", err)
-	}
-	m.cmd = cmd
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(m.exited)
-	}()
-	stop := func() { m.stopOwn() }
-
-	if err := m.waitRunning(); err != nil {
-		select {
-		case <-m.exited:
-			err = fmt.Errorf("%w; manager exited: %v; its output: %q (as root it needs CAP_SYS_ADMIN for the mount; "+
-				"its own log goes to /dev/console)", err, waitErr, m.log())
-		default:
-		}
-		stop()
-		return nil, nil, err
-	}
-	m.StartDuration = time.Since(began)
-	return m, stop, nil
-}
-
-// waitRunning polls every 20 ms until the bus socket exists and the
-// manager's SystemState is running, for at most StartTimeout. It asks
-// over the private socket, which also becomes the admin connection, so
-// that the harness keeps working while a test kills the bus daemon.
-func (m *Manager) waitRunning() error {
-	deadline := time.Now().Add(StartTimeout)
-	bus := strings.TrimPrefix(m.BusAddress, "unix:path=")
-	private := strings.TrimPrefix(m.PrivateAddress, "unix:path=")
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-m.exited:
-			return errors.New("manager exited before it was running")
-		default:
-		}
-		if _, err := os.Stat(bus); err != nil {
-			last = fmt.Errorf("bus socket %s not there yet", bus)
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		if _, err := os.Stat(private); err != nil {
-			last = fmt.Errorf("private socket %s not there yet", private)
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		if m.admin == nil {
-			// The dial's ctx owns the connection, so not a short one.
-			conn, err := dialManager(context.Background(), m.PrivateAddress)
-			if err != nil {
-				last = err
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			m.admin = conn
-		}
-		state, err := m.admin.GetManagerProperty("SystemState")
-		if err != nil {
-			last = err
-		} else if state == `"running"` || state == `"degraded"` {
-			// degraded: some unit of the inherited defaults failed;
-			// the manager itself is up and takes jobs.
-			return nil
-		} else {
-			last = fmt.Errorf("SystemState is %s", state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("manager not running after %s: %v", StartTimeout, last)
+	return m, m.stopOwn, nil
 }
 
 func (m *Manager) stopOwn() {
-	if m.admin != nil {
-		m.admin.Close()
+	m.own.Stop()
+	if m.baseDir != "" {
+		os.RemoveAll(m.baseDir)
 	}
-	if m.cmd != nil && m.cmd.Process != nil {
-		// The manager stops its units (and the bus daemon) on SIGTERM.
-		_ = m.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-m.exited:
-		case <-time.After(10 * time.Second):
-			_ = m.cmd.Process.Kill()
-			<-m.exited
-		}
-	}
-	if m.cgroup != "" {
-		removeCgroups(m.cgroup)
-	}
-	os.RemoveAll(m.baseDir)
-}
-
-// removeCgroups kills what is left in the manager's cgroup trees (only
-// after a SIGKILL of the manager should anything be) and removes them,
-// deepest first.
-func removeCgroups(name string) {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
-	roots = append(roots, "/sys/fs/cgroup/"+name)
-	for _, root := range roots {
-		var dirs []string
-		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if b, err := os.ReadFile(filepath.Join(dirs[i], "cgroup.procs")); err == nil {
-				for _, f := range strings.Fields(string(b)) {
-					if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-					}
-				}
-			}
-		}
-		for i := len(dirs) - 1; i >= 0; i-- {
-			// A cgroup whose killed processes are not yet reaped is busy
-			// for a moment.
-			for try := 0; try < 50 && os.Remove(dirs[i]) != nil && exists(dirs[i]); try++ {
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-	}
-}
-
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
-func (m *Manager) log() string {
-	b, _ := os.ReadFile(m.logPath)
-	return strings.TrimSpace(string(b))
 }
 
 // useExisting checks a developer's own user manager at addr.
 func useExisting(addr string) (*Manager, func(), error) {
 	began := time.Now()
-	conn, err := dialManager(context.Background(), addr)
+	conn, err := usermanager.Probe(addr, StartTimeout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("DBUS_SESSION_BUS_ADDRESS=%q does not answer: %w", addr, err)
-	}
-	state, err := conn.GetManagerProperty("SystemState")
-	if err != nil || (state != `"running"` && state != `"degraded"`) {
-		conn.Close()
-		return nil, nil, fmt.Errorf("user manager at %q: SystemState %s, %v", addr, state, err)
+		return nil, nil, fmt.Errorf("user manager at DBUS_SESSION_BUS_ADDRESS=%q: %w", addr, err)
 	}
 	config := os.Getenv("XDG_CONFIG_HOME")
 	if config == "" {
@@ -402,7 +220,7 @@ func (m *Manager) Env() []string {
 // Conn dials a new go-systemd connection to the manager, for assertions;
 // ctx owns the connection's lifetime. The caller closes it.
 func (m *Manager) Conn(ctx context.Context) (*sdbus.Conn, error) {
-	return dialManager(ctx, m.BusAddress)
+	return usermanager.Dial(ctx, m.BusAddress)
 }
 
 // WriteUnit writes a unit file into UnitDir and reloads the manager.
@@ -535,48 +353,10 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// dialManager connects go-systemd to the bus at address with EXTERNAL
-// auth and Hello. The private socket is a direct connection to systemd, so
-// Hello (a bus daemon method) is skipped there.
-func dialManager(ctx context.Context, address string) (*sdbus.Conn, error) {
-	direct := strings.HasSuffix(address, "/systemd/private")
-	return sdbus.NewConnection(func() (*dbus.Conn, error) {
-		conn, err := dbus.Dial(address, dbus.WithContext(ctx))
-		if err != nil {
-			return nil, err
-		}
-		if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		if !direct {
-			if err := conn.Hello(); err != nil {
-				conn.Close()
-				return nil, err
-			}
-		}
-		return conn, nil
-	})
-}
-
-func environWithout(names ...string) []string {
-	var env []string
-next:
-	for _, kv := range os.Environ() {
-		for _, name := range names {
-			if strings.HasPrefix(kv, name+"=") {
-				continue next
-			}
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
 // ManagerPID is the manager's process id (0 for a manager we did not start).
 func (m *Manager) ManagerPID() int {
-	if m.cmd == nil || m.cmd.Process == nil {
+	if m.own == nil {
 		return 0
 	}
-	return m.cmd.Process.Pid
+	return m.own.PID()
 }

@@ -1,133 +1,15 @@
-// Command testsvc is a small real HTTP service for tests and for
-// `rollout demo`. It behaves the way the files in -dir tell it to, so a
-// test can make it unhealthy, hang, or report a new version without
-// restarting it:
-//
-//	GET /health   200 "ok"; 503 when DIR/UNHEALTHY exists; hangs until the
-//	              client gives up when DIR/HANG exists
-//	GET /version  DIR/VERSION trimmed, or "unknown"
-//	GET /reloads  how many SIGHUPs (reloads) it has handled
-//	GET /pid      its process id
-//
-// Flags -ready-delay, -exit-after and -fail-start simulate slow startup, a
-// flapping service and a service that cannot start.
+// Command testsvc is the small real HTTP service the tests run as systemd
+// units (internal/systemdtest builds it). The service itself is
+// internal/demosvc, which `rollout demo` also serves; see it for the
+// endpoints and flags.
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"sync/atomic"
-	"syscall"
-	"time"
+
+	"github.com/rollout-sh/rollout/internal/demosvc"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
-}
-
-func run(args []string) int {
-	fs := flag.NewFlagSet("testsvc", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
-	dir := fs.String("dir", ".", "state directory (UNHEALTHY, HANG, VERSION)")
-	readyDelay := fs.Duration("ready-delay", 0, "sleep before listening, to simulate startup")
-	exitAfter := fs.Duration("exit-after", 0, "exit 1 after this long, to simulate a flapping service")
-	failStart := fs.Bool("fail-start", false, "exit 1 at once")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *failStart {
-		fmt.Fprintln(os.Stderr, "testsvc: failing at start as asked (-fail-start)")
-		return 1
-	}
-
-	var reloads atomic.Int64
-	hup := make(chan os.Signal, 1)
-	// Registered before the ready delay so that a reload during startup is
-	// counted instead of killing the process (SIGHUP's default action).
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			reloads.Add(1)
-			fmt.Println("reloaded")
-		}
-	}()
-
-	if *readyDelay > 0 {
-		time.Sleep(*readyDelay)
-	}
-	if *exitAfter > 0 {
-		time.AfterFunc(*exitAfter, func() {
-			fmt.Fprintln(os.Stderr, "testsvc: exiting as asked (-exit-after)")
-			os.Exit(1)
-		})
-	}
-
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "testsvc: %v\n", err)
-		return 1
-	}
-	fmt.Printf("listening on %s pid %d\n", ln.Addr(), os.Getpid())
-
-	srv := &http.Server{Handler: newHandler(*dir, &reloads)}
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
-		<-term
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		// Hanging /health requests would hold Shutdown for its whole
-		// budget; Close after it so a stop never waits longer.
-		_ = srv.Shutdown(ctx)
-		_ = srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintf(os.Stderr, "testsvc: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func newHandler(dir string, reloads *atomic.Int64) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		if exists(filepath.Join(dir, "HANG")) {
-			<-r.Context().Done()
-			return
-		}
-		if exists(filepath.Join(dir, "UNHEALTHY")) {
-			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprint(w, "ok")
-	})
-	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
-		b, err := os.ReadFile(filepath.Join(dir, "VERSION"))
-		v := strings.TrimSpace(string(b))
-		if err != nil || v == "" {
-			v = "unknown"
-		}
-		fmt.Fprint(w, v)
-	})
-	mux.HandleFunc("GET /reloads", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, strconv.FormatInt(reloads.Load(), 10))
-	})
-	mux.HandleFunc("GET /pid", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, strconv.Itoa(os.Getpid()))
-	})
-	return mux
-}
-
-func exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
+	os.Exit(demosvc.Main(os.Args[1:]))
 }

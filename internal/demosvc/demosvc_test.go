@@ -1,4 +1,4 @@
-package main
+package demosvc
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func TestHandler(t *testing.T) {
 			var reloads atomic.Int64
 			reloads.Store(2)
 			rec := httptest.NewRecorder()
-			newHandler(dir, &reloads).ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
+			NewHandler(dir, &reloads).ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
 			if rec.Code != tt.wantStatus || rec.Body.String() != tt.wantBody {
 				t.Errorf("GET %s = %d %q, want %d %q", tt.path, rec.Code, rec.Body.String(), tt.wantStatus, tt.wantBody)
 			}
@@ -53,7 +53,7 @@ func TestHang(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reloads atomic.Int64
-	srv := httptest.NewServer(newHandler(dir, &reloads))
+	srv := httptest.NewServer(NewHandler(dir, &reloads))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -67,10 +67,10 @@ func TestHang(t *testing.T) {
 }
 
 func TestRunFlags(t *testing.T) {
-	if code := run([]string{"-fail-start"}); code != 1 {
+	if code := Main([]string{"-fail-start"}); code != 1 {
 		t.Errorf("-fail-start exit code %d, want 1", code)
 	}
-	if code := run([]string{"-no-such-flag"}); code != 2 {
+	if code := Main([]string{"-no-such-flag"}); code != 2 {
 		t.Errorf("bad flag exit code %d, want 2", code)
 	}
 }

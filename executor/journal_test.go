@@ -1,0 +1,265 @@
+package executor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rollout-sh/rollout/planner"
+)
+
+// recordedUndo and recordedReopener are fakes that can be journaled.
+type recordedUndo struct{ fakeUndo }
+
+func (u *recordedUndo) Record() UndoRecord {
+	return UndoRecord{Kind: "fake", Args: map[string]string{"name": u.name}}
+}
+
+type recordedReopener struct{ fakeReopener }
+
+func (u *recordedReopener) Record() UndoRecord {
+	return UndoRecord{Kind: "fake_reopen", Args: map[string]string{"name": u.name}}
+}
+
+// inFlightStep is a step that says what undoes it while it runs.
+type inFlightStep struct {
+	fakeStep
+}
+
+func (s inFlightStep) InFlightRecord() (UndoRecord, bool) {
+	return UndoRecord{Kind: "fake_reopen", Args: map[string]string{"name": "in-flight"}}, true
+}
+
+// TestJournalFollowsTheRun reads the journal from inside the steps: it
+// names the step running and its in-flight undo, then each pushed undo as
+// data; a run that ends normally removes it.
+func TestJournalFollowsTheRun(t *testing.T) {
+	lock := filepath.Join(t.TempDir(), "rollout", "lock")
+	dir := JournalDir(lock)
+	rec := &recorder{}
+	var seen []string
+	snapshot := func(context.Context, *Env) (Undo, error) {
+		runs, err := UnfinishedRuns(dir)
+		if err != nil || len(runs) != 1 {
+			t.Fatalf("journals during the run: %d, %v", len(runs), err)
+		}
+		j := runs[0]
+		if j.RunID != "test-run" || j.PID != os.Getpid() || j.PlanFile != "/plans/p.hcl" || len(j.Services) != 1 {
+			t.Fatalf("journal: %+v", j)
+		}
+		s := j.Services[0]
+		line := s.Name + " step=" + s.Step
+		if s.InFlight != nil {
+			line += " in-flight=" + s.InFlight.Kind
+		}
+		for _, u := range s.Undos {
+			line += fmt.Sprintf(" [%s %s %s recorded=%v]", u.Step, u.Kind, u.Args["name"], u.Recorded)
+		}
+		seen = append(seen, line)
+		return nil, nil
+	}
+	plan := makePlan(svcSpec{def: "a", steps: []string{"backup", "restart", "plain", "verify"}})
+	build := func(svc *planner.Service, st *planner.Step) (Step, error) {
+		key := svc.Name + "/" + st.Name
+		switch st.Name {
+		case "backup":
+			return fakeStep{key: key, do: func(ctx context.Context, env *Env) (Undo, error) {
+				snapshot(ctx, env)
+				return &recordedUndo{fakeUndo{name: "backup", rec: rec}}, nil
+			}}, nil
+		case "restart":
+			return inFlightStep{fakeStep{key: key, do: func(ctx context.Context, env *Env) (Undo, error) {
+				snapshot(ctx, env)
+				return &recordedReopener{fakeReopener{fakeUndo: fakeUndo{name: "restart", rec: rec}}}, nil
+			}}}, nil
+		case "plain":
+			return fakeStep{key: key, do: returning(&fakeUndo{name: "plain", rec: rec}, nil)}, nil
+		}
+		return fakeStep{key: key, do: snapshot}, nil
+	}
+	res, _ := run(t, context.Background(), plan, Options{Build: build, LockPath: lock, PlanFile: "/plans/p.hcl"})
+	if res.ExitCode() != 0 {
+		t.Fatalf("run: %+v", res)
+	}
+	want := []string{
+		"a step=backup",
+		"a step=restart in-flight=fake_reopen [backup fake backup recorded=true]",
+		"a step=verify [backup fake backup recorded=true] [restart fake_reopen restart recorded=true] [plain   recorded=false]",
+	}
+	if !slices.Equal(seen, want) {
+		t.Errorf("journal during the run:\n got %q\nwant %q", seen, want)
+	}
+	if runs, err := UnfinishedRuns(dir); err != nil || len(runs) != 0 {
+		t.Errorf("after the run: %d journals, %v; want none", len(runs), err)
+	}
+}
+
+// TestRunRefusedWhileJournalExists: a journal left by a dead run stops the
+// next run before it starts, naming the run and `rollout recover`.
+func TestRunRefusedWhileJournalExists(t *testing.T) {
+	lock := filepath.Join(t.TempDir(), "lock")
+	dead := &Journal{RunID: "dead-run", PID: 999999, Plan: "sso", Started: time.Now(), Services: []JournalService{{Name: "sso.api", Unit: "sso-api.service"}}}
+	if err := os.MkdirAll(JournalDir(lock), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJournalFile(dead, filepath.Join(JournalDir(lock), "dead-run.json")); err != nil {
+		t.Fatal(err)
+	}
+	log := &eventLog{}
+	rec := &recorder{}
+	res, err := Run(context.Background(), makePlan(specs("a")...), Options{Build: builder(rec, nil), LockPath: lock, Observe: log.observe, UserManager: true})
+	if !errors.Is(err, ErrUnfinishedRun) {
+		t.Fatalf("Run = %v, want ErrUnfinishedRun", err)
+	}
+	for _, want := range []string{"dead-run", `plan "sso"`, "pid 999999", "sso.api", "`rollout recover --user`"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if res.RunID != "" || len(log.events) != 0 || len(rec.snapshot()) != 0 {
+		t.Errorf("a refused run did something: %+v, %d events, %q", res, len(log.events), rec.snapshot())
+	}
+}
+
+// TestRecoverRunsTheSameRollback: a journal with a service in flight is
+// rolled back by the executor's rollback, in its order (reopeners bracket
+// the undos below them), skipping what the dead run had undone already,
+// with the dead run's id; an undo that was not journaled fails the
+// rollback with the manual commands.
+func TestRecoverRunsTheSameRollback(t *testing.T) {
+	rec := &recorder{}
+	rebuild := func(r UndoRecord) (Undo, error) {
+		name := r.Args["name"]
+		switch r.Kind {
+		case "fake":
+			return &fakeUndo{name: name, rec: rec}, nil
+		case "fake_reopen":
+			return &fakeReopener{fakeUndo: fakeUndo{name: name, rec: rec}}, nil
+		}
+		return nil, fmt.Errorf("unknown kind %q", r.Kind)
+	}
+	j := &Journal{RunID: "dead-run", Plan: "sso", UserManager: true, Services: []JournalService{
+		{Name: "a", Unit: "a.service", Step: "settle", Undos: []JournalUndo{
+			{UndoRecord: UndoRecord{Kind: "fake", Step: "backup", Args: map[string]string{"name": "backup"}}, Recorded: true},
+			{UndoRecord: UndoRecord{Kind: "fake", Step: "deploy", Args: map[string]string{"name": "deploy"}}, Recorded: true, Undone: true},
+			{UndoRecord: UndoRecord{Kind: "fake_reopen", Step: "restart", Args: map[string]string{"name": "restart"}}, Recorded: true},
+		}},
+		{Name: "b", Unit: "b.service", Step: "restart",
+			InFlight: &UndoRecord{Kind: "fake_reopen", Step: "restart", Args: map[string]string{"name": "b-restart"}},
+			Undos: []JournalUndo{
+				{UndoRecord: UndoRecord{Step: "migrate"}, Describe: "run [\"down\"]"},
+			}},
+	}}
+	log := &eventLog{}
+	res, err := Recover(context.Background(), j, RecoverOptions{Rebuild: rebuild, Observe: log.observe, Now: newFakeClock().Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"undo restart", "undo backup", "reopen restart", "undo b-restart", "reopen b-restart"}; !slices.Equal(rec.snapshot(), want) {
+		t.Errorf("recovery ran %q, want %q", rec.snapshot(), want)
+	}
+	if !slices.Equal(res.RolledBack, []string{"a"}) || !slices.Equal(res.RollbackFailed, []string{"b"}) || res.ExitCode() != 3 {
+		t.Errorf("result %+v", res)
+	}
+	want := []string{
+		"ROLLBACK_START a", "STEP_START a restart rollback", "STEP_SUCCESS a restart rollback",
+		"STEP_START a backup rollback", "STEP_SUCCESS a backup rollback",
+		"STEP_START a restart rollback", "STEP_SUCCESS a restart rollback", "ROLLBACK_SUCCESS a",
+		"ROLLBACK_START b", "STEP_START b restart rollback", "STEP_SUCCESS b restart rollback",
+		"STEP_START b migrate rollback", "STEP_FAILED b migrate rollback",
+		"STEP_START b restart rollback", "STEP_SUCCESS b restart rollback", "ROLLBACK_FAILED b",
+		"RUN_FAILED",
+	}
+	if got := log.lines(); !slices.Equal(got, want) {
+		t.Errorf("events:\n got %q\nwant %q", got, want)
+	}
+	for _, ev := range log.contract() {
+		if ev.RunID != "dead-run" {
+			t.Errorf("event %s has run id %q, want the dead run's", ev.Event, ev.RunID)
+		}
+	}
+	failed := log.find(RollbackFailed, "b")
+	if len(failed) != 1 || !strings.Contains(failed[0].Message, "systemctl --user start b.service") {
+		t.Errorf("ROLLBACK_FAILED lacks the manual commands: %+v", failed)
+	}
+	if end := log.find(RunFailed, ""); len(end) != 1 || !strings.HasPrefix(end[0].Message, "recovered") {
+		t.Errorf("RUN_FAILED = %+v, want message recovered", end)
+	}
+}
+
+// TestEventLogSurvivesSIGKILL kills a process that appends events as fast
+// as it can, at an arbitrary moment: every line already in the file is a
+// whole JSON event, and a second writer appends after them.
+func TestEventLogSurvivesSIGKILL(t *testing.T) {
+	if os.Getenv("ROLLOUT_EVENTLOG_CHILD") != "" {
+		sink, err := OpenEventLog(os.Getenv("ROLLOUT_EVENTLOG_CHILD"))
+		if err != nil {
+			os.Exit(2)
+		}
+		msg := strings.Repeat("x", 3000) // lines larger than a pipe buffer's atomic write
+		for i := 0; ; i++ {
+			_ = sink.Write(Event{Time: time.Now(), RunID: "child", Event: StepStart, Service: "s", Message: msg, Attempt: i})
+		}
+	}
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	for round := 0; round < 2; round++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestEventLogSurvivesSIGKILL$")
+		cmd.Env = append(os.Environ(), "ROLLOUT_EVENTLOG_CHILD="+path)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill it once it has written something, mid-stream.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if fi, err := os.Stat(path); err == nil && fi.Size() > int64(round+1)<<20 {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatal("the child wrote nothing")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, bad, err := ReadEvents(bytes.NewReader(data))
+	if err != nil || bad != 0 {
+		t.Errorf("after two SIGKILLs: %d bad lines, err %v", bad, err)
+	}
+	lines := 0
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines++
+	}
+	if lines != len(evs) || len(evs) < 100 || !bytes.HasSuffix(data, []byte("\n")) {
+		t.Errorf("%d lines, %d events (want equal, and many), ends with a newline: %v", lines, len(evs), bytes.HasSuffix(data, []byte("\n")))
+	}
+	t.Logf("%d events in %d bytes survived two SIGKILLs", len(evs), len(data))
+	if fi, _ := os.Stat(path); fi.Mode().Perm()&^0o640 != 0 {
+		t.Errorf("events log mode %v, want at most 0640", fi.Mode().Perm())
+	}
+}
+
+func writeJournalFile(j *Journal, path string) error {
+	w := &journalWriter{j: *j, now: time.Now}
+	w.j.Path = path
+	return w.writeLocked()
+}
