@@ -13,11 +13,11 @@ func TestNextPollDelay(t *testing.T) {
 		fast            bool
 		want            time.Duration
 	}{
-		{"doubles while fast", 10 * ms, time.Second, true, 20 * ms},
-		{"capped at 50ms while fast", 40 * ms, time.Second, true, 50 * ms},
-		{"stays at 50ms while fast", 50 * ms, time.Second, true, 50 * ms},
-		{"a shorter interval caps it while fast", 20 * ms, 30 * ms, true, 30 * ms},
-		{"backs off after the fast window", 50 * ms, time.Second, false, 100 * ms},
+		{"doubles while fast", 5 * ms, time.Second, true, 10 * ms},
+		{"capped at 20ms while fast", 10 * ms, time.Second, true, 20 * ms},
+		{"stays at 20ms while fast", 20 * ms, time.Second, true, 20 * ms},
+		{"a shorter interval caps it while fast", 10 * ms, 15 * ms, true, 15 * ms},
+		{"backs off after the fast window", 20 * ms, time.Second, false, 40 * ms},
 		{"capped at the interval after it", 800 * ms, time.Second, false, time.Second},
 	}
 	for _, tt := range tests {

@@ -69,7 +69,7 @@ restart goes wrong.`,
 	plan := &cobra.Command{
 		Use:   "plan",
 		Short: "Check, show and format plan files without touching any service",
-		Example: `  rollout plan validate plans/*.hcl
+		Example: `  rollout plan validate plans/platform.hcl plans/infra-only.hcl
   rollout plan show plans/core-apis.hcl --service merchant.api
   rollout plan fmt --check --diff plans/*.hcl`,
 	}
