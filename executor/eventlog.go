@@ -28,11 +28,36 @@ func OpenEventLog(path string) (*FileSink, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("events log: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("events log: %w", err)
 	}
+	if err := terminateTornLine(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("events log %s: %w", path, err)
+	}
 	return &FileSink{f: f, path: path}, nil
+}
+
+// terminateTornLine appends a newline when the file does not end with one.
+// One write(2) per line keeps lines from interleaving, but the kernel may
+// stop a write that spans pages when the writer is killed, leaving a torn
+// last line; ending it here keeps the next run's first event on a line of
+// its own, so only the torn line is lost (readers skip and count it).
+func terminateTornLine(f *os.File) error {
+	info, err := f.Stat()
+	if err != nil || info.Size() == 0 {
+		return err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, info.Size()-1); err != nil {
+		return err
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	_, err = f.Write([]byte{'\n'})
+	return err
 }
 
 // Path is the file the sink appends to.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestEventLogAppendsAcrossRuns(t *testing.T) {
@@ -170,5 +171,34 @@ func TestEventJSONShape(t *testing.T) {
 		if bytes.Contains(line, []byte(key)) {
 			t.Errorf("%s has empty %s", line, key)
 		}
+	}
+}
+
+// A killed writer can leave a torn last line; the next run's first event
+// must still be a line of its own, and nothing before it is rewritten.
+func TestOpenEventLogEndsATornLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	whole := `{"time":"2026-11-25T03:00:00Z","run_id":"a","event":"RUN_START","duration_ms":0}` + "\n"
+	torn := `{"time":"2026-11-25T03:00:01Z","run_id":"a","event":"STEP_ST`
+	if err := os.WriteFile(path, []byte(whole+torn), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	sink, err := OpenEventLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Write(Event{Time: time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC), RunID: "b", Event: RunStart}); err != nil {
+		t.Fatal(err)
+	}
+	sink.Close()
+	data, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(data), whole+torn+"\n") {
+		t.Fatalf("the earlier content was changed or the torn line not ended:\n%s", data)
+	}
+	f, _ := os.Open(path)
+	defer f.Close()
+	evs, bad, err := ReadEvents(f)
+	if err != nil || bad != 1 || len(evs) != 2 || evs[1].RunID != "b" {
+		t.Errorf("read back %d events (%+v), %d bad lines, err %v; want 2 events, the torn line alone bad", len(evs), evs, bad, err)
 	}
 }

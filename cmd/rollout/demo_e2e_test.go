@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/demo"
 	"github.com/rollout-sh/rollout/internal/systemdtest"
 	"github.com/rollout-sh/rollout/internal/usermanager"
 )
@@ -117,7 +118,7 @@ func (e *demoEnv) assertNothingLeft(output, stderr string) {
 		if err := syscall.Kill(pid, 0); err == nil || !errors.Is(err, syscall.ESRCH) {
 			e.t.Errorf("the private manager (pid %d) is still there (kill 0: %v)", pid, err)
 		}
-		// Named after the demo directory (see chooseManager), so that
+		// Named after the demo directory (see internal/demo), so that
 		// demos running at the same time (other test binaries) do not count.
 		if d := demoDirLine.FindStringSubmatch(output); d != nil {
 			name := "rollout-sd-" + d[1] + "-*"
@@ -129,8 +130,8 @@ func (e *demoEnv) assertNothingLeft(output, stderr string) {
 		} else {
 			e.t.Errorf("no demo directory line in the output")
 		}
-	} else if unitDir, err := userUnitDir(os.Getenv); err == nil {
-		if left, _ := filepath.Glob(filepath.Join(unitDir, demoUnitPrefix+"*")); len(left) > 0 {
+	} else if unitDir, err := demo.UserUnitDir(os.Getenv); err == nil {
+		if left, _ := filepath.Glob(filepath.Join(unitDir, demo.UnitPrefix+"*")); len(left) > 0 {
 			e.t.Errorf("demo unit files left: %v", left)
 		}
 	}

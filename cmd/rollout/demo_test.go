@@ -3,99 +3,11 @@ package main
 import (
 	"bytes"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
-
-	"github.com/rollout-sh/rollout/plans"
 )
-
-// TestDemoPlan checks the plan `rollout demo` runs: it is the file in
-// plans/ (embedded), it validates, and it holds the reference's examples.
-func TestDemoPlan(t *testing.T) {
-	onDisk, err := os.ReadFile("../../plans/demo.hcl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(onDisk, plans.Demo) {
-		t.Fatal("plans.Demo differs from plans/demo.hcl")
-	}
-	f := planFlags{
-		Vars:       []string{"dir=/srv/demo", "port_base=50000"},
-		Deploy:     true,
-		DeployPath: "/srv/demo/release",
-	}
-	c := compileFile("../../plans/demo.hcl", map[string]string{"dir": "/srv/demo", "port_base": "50000"}, f.compileOptions())
-	if c.Plan == nil || c.Diags.HasErrors() || len(c.Diags) > 0 {
-		t.Fatalf("demo plan does not compile cleanly: %s", c.Diags.Error())
-	}
-	plan := c.Plan
-	if len(plan.Services) != 12 {
-		t.Errorf("%d services, want 12", len(plan.Services))
-	}
-	if plan.OnFailure != "continue" {
-		t.Errorf("on_failure = %q, want continue (a broken API still lets the ML chain finish)", plan.OnFailure)
-	}
-
-	byName := map[string]int{}
-	ports := map[int]string{}
-	for i, name := range plan.Order {
-		byName[name] = i
-	}
-	for _, s := range plan.Services {
-		if !strings.HasPrefix(s.Unit, demoUnitPrefix) {
-			t.Errorf("%s: unit %s does not start with %s (cleanup removes only those)", s.Name, s.Unit, demoUnitPrefix)
-		}
-		if want := "/srv/demo/srv/" + s.Name; s.WorkingDir != want {
-			t.Errorf("%s: working_dir %s, want %s", s.Name, s.WorkingDir, want)
-		}
-		port, err := healthPort(s.Health)
-		if err != nil {
-			t.Errorf("%s: %v", s.Name, err)
-			continue
-		}
-		if port <= 50000 || port > 50012 {
-			t.Errorf("%s: port %d outside port_base+1..port_base+12", s.Name, port)
-		}
-		if other, dup := ports[port]; dup {
-			t.Errorf("%s and %s share port %d", s.Name, other, port)
-		}
-		ports[port] = s.Name
-		deploy := false
-		for _, st := range s.Steps {
-			if st.Type == "rsync" {
-				deploy = true
-			}
-		}
-		if !deploy {
-			t.Errorf("%s: no rsync step under --deploy: it would not move to v2", s.Name)
-		}
-	}
-
-	// The reference's examples, as restart orders.
-	chains := [][]string{
-		{"sso.postgresql", "sso.api"},
-		{"sso.redis", "sso.api"},
-		{"sso.api", "merchant.api", "marketplace.api"},
-		{"seo.redis", "seo.rag-retrieval", "seo.classifier"},
-	}
-	for _, chain := range chains {
-		for i := 1; i < len(chain); i++ {
-			a, aok := byName[chain[i-1]]
-			b, bok := byName[chain[i]]
-			if !aok || !bok || a >= b {
-				t.Errorf("order %v does not restart %s before %s", plan.Order, chain[i-1], chain[i])
-			}
-		}
-	}
-	for _, s := range plan.Services {
-		if s.Name == "marketplace.api" && !(slices.Contains(s.DependsOn, "sso.api") && slices.Contains(s.DependsOn, "merchant.api")) {
-			t.Errorf("marketplace.api depends_on %v, want sso.api and merchant.api (reference example 2)", s.DependsOn)
-		}
-	}
-}
 
 func TestDemoFlags(t *testing.T) {
 	tests := []struct {
