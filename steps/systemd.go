@@ -5,14 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/rollout-sh/rollout/internal/busdial"
 )
 
 // Op is a systemd job.
@@ -265,34 +265,22 @@ func (d *DBus) describe() string {
 // constructors do: EXTERNAL auth with the numeric uid, then Hello unless
 // the address is systemd's private socket (no bus daemon to greet).
 func (d *DBus) dialRaw() (*dbus.Conn, error) {
+	if d.opts.Address != "" {
+		return busdial.Dial(d.ctx, d.opts.Address)
+	}
 	var (
 		conn *dbus.Conn
 		err  error
 	)
-	direct := false
-	switch {
-	case d.opts.Address != "":
-		conn, err = dbus.Dial(d.opts.Address, dbus.WithContext(d.ctx))
-		direct = strings.HasSuffix(d.opts.Address, "/systemd/private")
-	case d.opts.User:
+	if d.opts.User {
 		conn, err = dbus.SessionBusPrivate(dbus.WithContext(d.ctx))
-	default:
+	} else {
 		conn, err = dbus.SystemBusPrivate(dbus.WithContext(d.ctx))
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	if !direct {
-		if err := conn.Hello(); err != nil {
-			conn.Close()
-			return nil, err
-		}
-	}
-	return conn, nil
+	return busdial.Setup(conn, false)
 }
 
 // connection returns a live connection, redialling once if the current

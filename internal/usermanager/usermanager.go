@@ -24,6 +24,8 @@ import (
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/rollout-sh/rollout/internal/busdial"
 )
 
 // Binary is the systemd manager binary Start runs.
@@ -382,24 +384,7 @@ func (m *Manager) log() string {
 // direct connection to systemd, so Hello (a bus daemon method) is skipped
 // there.
 func Dial(ctx context.Context, address string) (*sdbus.Conn, error) {
-	direct := strings.HasSuffix(address, "/systemd/private")
-	return sdbus.NewConnection(func() (*dbus.Conn, error) {
-		conn, err := dbus.Dial(address, dbus.WithContext(ctx))
-		if err != nil {
-			return nil, err
-		}
-		if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		if !direct {
-			if err := conn.Hello(); err != nil {
-				conn.Close()
-				return nil, err
-			}
-		}
-		return conn, nil
-	})
+	return sdbus.NewConnection(func() (*dbus.Conn, error) { return busdial.Dial(ctx, address) })
 }
 
 func environWithout(names ...string) []string {
