@@ -58,7 +58,7 @@ func (c *compiler) selectServices(g *dag.Graph, acyclic bool) (*dsl.Plan, []bool
 			if !selected[i] {
 				continue
 			}
-			for _, name := range g.Descendants(svc.Name) {
+			for _, name := range g.DependentsOf(svc.Name) {
 				selected[c.serviceIndex[name]] = true
 			}
 		}

@@ -63,7 +63,7 @@ func (g *Graph) cyclePath(comp []int) []int {
 	for len(queue) > 0 {
 		v := queue[0]
 		queue = queue[1:]
-		for _, w := range g.down[v] {
+		for _, w := range g.dependents[v] {
 			if !in[w] {
 				continue
 			}
@@ -116,8 +116,8 @@ func (g *Graph) scc() [][]int {
 		for len(call) > 0 {
 			f := &call[len(call)-1]
 			v := f.v
-			if f.edge < len(g.down[v]) {
-				w := g.down[v][f.edge]
+			if f.edge < len(g.dependents[v]) {
+				w := g.dependents[v][f.edge]
 				f.edge++
 				if index[w] == unvisited {
 					index[w], low[w] = next, next
@@ -171,7 +171,7 @@ func (g *Graph) topo(less func(a, b string) bool) ([]int, error) {
 	n := len(g.names)
 	indeg := make([]int, n)
 	for v := range n {
-		indeg[v] = len(g.up[v])
+		indeg[v] = len(g.dependencies[v])
 	}
 	ready := &readyHeap{names: g.names, less: less}
 	for v := range n {
@@ -184,7 +184,7 @@ func (g *Graph) topo(less func(a, b string) bool) ([]int, error) {
 	for ready.Len() > 0 {
 		v := heap.Pop(ready).(int)
 		order = append(order, v)
-		for _, w := range g.down[v] {
+		for _, w := range g.dependents[v] {
 			indeg[w]--
 			if indeg[w] == 0 {
 				heap.Push(ready, w)
@@ -244,7 +244,7 @@ func (g *Graph) Depths() (map[string]int, error) {
 func (g *Graph) depths(order []int) []int {
 	depth := make([]int, len(g.names))
 	for _, v := range order {
-		for _, w := range g.down[v] {
+		for _, w := range g.dependents[v] {
 			if depth[v]+1 > depth[w] {
 				depth[w] = depth[v] + 1
 			}
@@ -272,16 +272,19 @@ func (g *Graph) Waves() ([][]string, error) {
 	return waves, nil
 }
 
-// Descendants returns every vertex reachable from v by following edges,
-// not v itself (unless v is on a cycle), in insertion order.
-func (g *Graph) Descendants(v string) []string {
-	return g.reach(v, g.down)
+// DependentsOf returns everything that depends on v, directly or not:
+// every vertex reachable from v by following edges dependency → dependent,
+// i.e. everything a topological order puts after v. Not v itself (unless v
+// is on a cycle); insertion order.
+func (g *Graph) DependentsOf(v string) []string {
+	return g.reach(v, g.dependents)
 }
 
-// Ancestors returns every vertex from which v is reachable, not v itself
-// (unless v is on a cycle), in insertion order.
-func (g *Graph) Ancestors(v string) []string {
-	return g.reach(v, g.up)
+// DependenciesOf returns everything v depends on, directly or not: every
+// vertex from which v is reachable, i.e. everything a topological order
+// puts before v. Not v itself (unless v is on a cycle); insertion order.
+func (g *Graph) DependenciesOf(v string) []string {
+	return g.reach(v, g.dependencies)
 }
 
 func (g *Graph) reach(v string, adj [][]int) []string {
@@ -328,7 +331,7 @@ func (g *Graph) CriticalPath(weight func(v string) time.Duration) ([]string, tim
 	for _, v := range order {
 		prev[v] = -1
 		var in time.Duration
-		for _, p := range g.up[v] {
+		for _, p := range g.dependencies[v] {
 			if prev[v] == -1 || best[p] > in {
 				in, prev[v] = best[p], p
 			}

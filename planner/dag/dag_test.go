@@ -28,10 +28,10 @@ func TestGraphEdges(t *testing.T) {
 		got  []string
 		want []string
 	}{
-		{"down a keeps connect order, no duplicate", g.DownEdges("a"), []string{"c", "b"}},
-		{"up c", g.UpEdges("c"), []string{"a", "b"}},
-		{"down c", g.DownEdges("c"), []string{}},
-		{"unknown vertex", g.DownEdges("zz"), nil},
+		{"down a keeps connect order, no duplicate", g.DirectDependents("a"), []string{"c", "b"}},
+		{"up c", g.DirectDependencies("c"), []string{"a", "b"}},
+		{"down c", g.DirectDependents("c"), []string{}},
+		{"unknown vertex", g.DirectDependents("zz"), nil},
 		{"vertices", g.Vertices(), []string{"a", "b", "c"}},
 	}
 	for _, tt := range tests {
@@ -121,10 +121,10 @@ func TestWavesAndReach(t *testing.T) {
 		got  []string
 		want []string
 	}{
-		{"descendants of redis", g.Descendants("redis"), []string{"api", "merchant", "market"}},
-		{"ancestors of market", g.Ancestors("market"), []string{"pg", "redis", "api", "merchant"}},
-		{"descendants of leaf", g.Descendants("market"), nil},
-		{"unknown", g.Ancestors("nope"), nil},
+		{"dependents of redis", g.DependentsOf("redis"), []string{"api", "merchant", "market"}},
+		{"dependencies of market", g.DependenciesOf("market"), []string{"pg", "redis", "api", "merchant"}},
+		{"dependents of leaf", g.DependentsOf("market"), nil},
+		{"unknown", g.DependenciesOf("nope"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,7 +211,7 @@ func TestRandomDAGs(t *testing.T) {
 		}
 		for _, v := range order {
 			maxUp := -1
-			for _, dep := range g.UpEdges(v) {
+			for _, dep := range g.DirectDependencies(v) {
 				if pos[dep] >= pos[v] {
 					t.Errorf("seed %d: %s at %d before its dependency %s at %d", seed, v, pos[v], dep, pos[dep])
 				}
@@ -224,7 +224,7 @@ func TestRandomDAGs(t *testing.T) {
 		// Adding a back edge must create a reported cycle.
 		if n > 1 {
 			last := order[len(order)-1]
-			if anc := g.Ancestors(last); len(anc) > 0 {
+			if anc := g.DependenciesOf(last); len(anc) > 0 {
 				g.Connect(last, anc[0])
 				if len(g.Cycles()) == 0 {
 					t.Errorf("seed %d: back edge %s → %s not reported as a cycle", seed, last, anc[0])

@@ -11,26 +11,29 @@ package dag
 
 import "slices"
 
-// Graph is a directed graph. An edge from → to means "from comes before
-// to": the planner connects dependency → dependent, so a vertex's
-// descendants are everything that depends on it, directly or not, and a
-// topological order lists every dependency before its dependents.
+// Graph is a directed graph. An edge points from a dependency to its
+// dependent: Connect(dependency, dependent) means "dependency comes
+// before dependent". DependentsOf follows edges forwards, DependenciesOf
+// backwards, and a topological order lists every dependency before its
+// dependents. (Terraform's dag points edges the other way, dependent →
+// dependency, so there following edges yields Ancestors; the names here
+// say which set a call returns rather than which way it walks.)
 //
 // The zero value is an empty graph ready to use.
 type Graph struct {
-	index map[string]int // vertex → insertion index
-	names []string       // insertion order
-	down  [][]int        // outgoing edges per vertex, in Connect order, no duplicates
-	up    [][]int        // incoming edges per vertex, in Connect order, no duplicates
+	index        map[string]int // vertex → insertion index
+	names        []string       // insertion order
+	dependents   [][]int        // outgoing edges (dependency → dependent) per vertex, in Connect order, no duplicates
+	dependencies [][]int        // incoming edges per vertex, in Connect order, no duplicates
 }
 
 // New returns an empty graph with room for n vertices.
 func New(n int) *Graph {
 	return &Graph{
-		index: make(map[string]int, n),
-		names: make([]string, 0, n),
-		down:  make([][]int, 0, n),
-		up:    make([][]int, 0, n),
+		index:        make(map[string]int, n),
+		names:        make([]string, 0, n),
+		dependents:   make([][]int, 0, n),
+		dependencies: make([][]int, 0, n),
 	}
 }
 
@@ -44,8 +47,8 @@ func (g *Graph) Add(v string) bool {
 	}
 	g.index[v] = len(g.names)
 	g.names = append(g.names, v)
-	g.down = append(g.down, nil)
-	g.up = append(g.up, nil)
+	g.dependents = append(g.dependents, nil)
+	g.dependencies = append(g.dependencies, nil)
 	return true
 }
 
@@ -54,15 +57,16 @@ func (g *Graph) id(v string) int {
 	return g.index[v]
 }
 
-// Connect adds the edge from → to, adding missing vertices. A repeated edge
-// is kept once. A self-loop (from == to) is allowed; Cycles reports it.
-func (g *Graph) Connect(from, to string) {
-	f, t := g.id(from), g.id(to)
+// Connect adds the edge dependency → dependent, adding missing vertices: the
+// dependent comes after its dependency. A repeated edge is kept once. A
+// self-loop is allowed; Cycles reports it.
+func (g *Graph) Connect(dependency, dependent string) {
+	f, t := g.id(dependency), g.id(dependent)
 	if g.hasEdge(f, t) {
 		return
 	}
-	g.down[f] = append(g.down[f], t)
-	g.up[t] = append(g.up[t], f)
+	g.dependents[f] = append(g.dependents[f], t)
+	g.dependencies[t] = append(g.dependencies[t], f)
 }
 
 // Has reports whether v is a vertex of g.
@@ -85,10 +89,10 @@ func (g *Graph) HasEdge(from, to string) bool {
 // dependency graph one side is nearly always short, and a scan of a few
 // ints beats a map of edges in both time and memory.
 func (g *Graph) hasEdge(f, t int) bool {
-	if len(g.down[f]) <= len(g.up[t]) {
-		return slices.Contains(g.down[f], t)
+	if len(g.dependents[f]) <= len(g.dependencies[t]) {
+		return slices.Contains(g.dependents[f], t)
 	}
-	return slices.Contains(g.up[t], f)
+	return slices.Contains(g.dependencies[t], f)
 }
 
 // Len is the number of vertices.
@@ -99,22 +103,24 @@ func (g *Graph) Vertices() []string {
 	return append([]string(nil), g.names...)
 }
 
-// DownEdges returns the targets of v's outgoing edges in Connect order.
-func (g *Graph) DownEdges(v string) []string {
+// DirectDependents returns the vertices with an edge from v (what depends
+// on v directly), in Connect order.
+func (g *Graph) DirectDependents(v string) []string {
 	i, ok := g.index[v]
 	if !ok {
 		return nil
 	}
-	return g.namesOf(g.down[i])
+	return g.namesOf(g.dependents[i])
 }
 
-// UpEdges returns the sources of v's incoming edges in Connect order.
-func (g *Graph) UpEdges(v string) []string {
+// DirectDependencies returns the vertices with an edge to v (what v
+// depends on directly), in Connect order.
+func (g *Graph) DirectDependencies(v string) []string {
 	i, ok := g.index[v]
 	if !ok {
 		return nil
 	}
-	return g.namesOf(g.up[i])
+	return g.namesOf(g.dependencies[i])
 }
 
 func (g *Graph) namesOf(ids []int) []string {
