@@ -9,6 +9,7 @@ import (
 
 	"github.com/rollout-sh/rollout/dsl"
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/systemdfake"
 	"github.com/rollout-sh/rollout/planner"
 	"github.com/rollout-sh/rollout/steps"
 )
@@ -36,7 +37,7 @@ func engineBench() error {
 				b.ReportAllocs()
 				for b.Loop() {
 					b.StopTimer()
-					fake := steps.NewFakeSystemd()
+					fake := systemdfake.New()
 					for _, s := range plan.Services {
 						fake.AddUnit(s.Unit, false)
 					}

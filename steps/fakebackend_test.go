@@ -9,20 +9,21 @@ import (
 	"time"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/systemdfake"
 	"github.com/rollout-sh/rollout/planner"
 )
 
-// scriptedBackend wraps FakeSystemd to record one ordered log of jobs,
+// scriptedBackend wraps the fake systemd to record one ordered log of jobs,
 // daemon-reloads and health checks (Status calls are left out, they are
 // noise), and to let a test change what a call does.
 type scriptedBackend struct {
-	*FakeSystemd
+	*systemdfake.Systemd
 	mu  sync.Mutex
 	log []string
 	// statuses counts Status calls; onStatus may edit the state returned
 	// by call n (1-based) and the fake's unit from then on.
 	statuses int
-	onStatus func(n int, unit string, f *FakeSystemd)
+	onStatus func(n int, unit string, f *systemdfake.Systemd)
 	// noopJobs makes these jobs succeed without changing the unit, as a
 	// job that systemd reports "done" but that did nothing.
 	noopJobs map[Op]bool
@@ -32,7 +33,7 @@ type scriptedBackend struct {
 }
 
 func newScripted() *scriptedBackend {
-	return &scriptedBackend{FakeSystemd: NewFakeSystemd(), noopJobs: map[Op]bool{}}
+	return &scriptedBackend{Systemd: systemdfake.New(), noopJobs: map[Op]bool{}}
 }
 
 func (s *scriptedBackend) note(format string, a ...any) {
@@ -49,7 +50,7 @@ func (s *scriptedBackend) Log() []string {
 
 func (s *scriptedBackend) DaemonReload(ctx context.Context) error {
 	s.note("daemon-reload")
-	return s.FakeSystemd.DaemonReload(ctx)
+	return s.Systemd.DaemonReload(ctx)
 }
 
 func (s *scriptedBackend) Do(ctx context.Context, op Op, unit string) error {
@@ -57,7 +58,7 @@ func (s *scriptedBackend) Do(ctx context.Context, op Op, unit string) error {
 	if s.noopJobs[op] {
 		return nil
 	}
-	return s.FakeSystemd.Do(ctx, op, unit)
+	return s.Systemd.Do(ctx, op, unit)
 }
 
 func (s *scriptedBackend) Status(ctx context.Context, unit string) (UnitState, error) {
@@ -67,9 +68,9 @@ func (s *scriptedBackend) Status(ctx context.Context, unit string) (UnitState, e
 	hook := s.onStatus
 	s.mu.Unlock()
 	if hook != nil {
-		hook(n, unit, s.FakeSystemd)
+		hook(n, unit, s.Systemd)
 	}
-	return s.FakeSystemd.Status(ctx, unit)
+	return s.Systemd.Status(ctx, unit)
 }
 
 // checkHealth is a healthFunc that logs the check and returns the next

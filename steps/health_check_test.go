@@ -11,6 +11,7 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/rollout-sh/rollout/internal/systemdfake"
 	"github.com/rollout-sh/rollout/planner"
 )
 
@@ -126,7 +127,7 @@ func TestHealthCheckStepWithCheckHealth(t *testing.T) {
 	defer srv.Close()
 	svc := testService()
 	svc.Health = &planner.Health{Kind: "http", URL: srv.URL + "/health", Timeout: time.Second, Retries: 3, Interval: time.Second}
-	build := NewBuilder(Deps{Systemd: NewFakeSystemd()})
+	build := NewBuilder(Deps{Systemd: systemdfake.New()})
 	step, err := build(svc, &planner.Step{Name: "precheck", Type: TypeHealthCheck, Args: map[string]cty.Value{
 		"timeout": cty.StringVal("50ms"), "retries": cty.NumberIntVal(2), "interval": cty.StringVal("10ms"),
 	}})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rollout-sh/rollout/dsl"
+	"github.com/rollout-sh/rollout/internal/systemdfake"
 	"github.com/rollout-sh/rollout/planner"
 )
 
@@ -191,11 +192,11 @@ func TestCheckHealthSystemd(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sd := NewFakeSystemd()
+			sd := systemdfake.New()
 			if tt.state != nil {
 				sd.SetUnit("db.service", *tt.state)
 			}
-			sd.Fail(FakeStatus, "db.service", tt.failStatus)
+			sd.Fail(systemdfake.StatusOp, "db.service", tt.failStatus)
 			h := &planner.Health{Kind: dsl.HealthSystemd, Timeout: 50 * time.Millisecond, Retries: 2, Interval: 10 * time.Millisecond}
 			var attempts []int
 			err := CheckHealth(context.Background(), h, "db.service", sd, func(n int) { attempts = append(attempts, n) })
@@ -208,7 +209,7 @@ func TestCheckHealthSystemd(t *testing.T) {
 // unit that turns active during the attempt.
 func TestCheckHealthSystemdBecomesActive(t *testing.T) {
 	t.Parallel()
-	sd := NewFakeSystemd()
+	sd := systemdfake.New()
 	sd.SetUnit("db.service", UnitState{ActiveState: "activating", SubState: "start"})
 	time.AfterFunc(30*time.Millisecond, func() {
 		sd.SetUnit("db.service", UnitState{ActiveState: "active", SubState: "running"})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rollout-sh/rollout/dsl"
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/systemdfake"
 	"github.com/rollout-sh/rollout/planner"
 )
 
@@ -19,7 +20,7 @@ import (
 // builds the same undo back (same record, same description), the way
 // `rollout recover` rebuilds a dead run's rollback stack.
 func TestRecordRoundTrip(t *testing.T) {
-	fake := NewFakeSystemd()
+	fake := systemdfake.New()
 	health := planner.Health{Kind: dsl.HealthHTTP, URL: "http://127.0.0.1:1/health", Timeout: 2 * time.Second, Retries: 3, Interval: 200 * time.Millisecond}
 	job := unitJob{unit: "a.service", timeout: 90 * time.Second, health: health, sd: fake, check: CheckHealth}
 	undos := []executor.Undo{
@@ -67,7 +68,7 @@ func TestRecoveredUndosWork(t *testing.T) {
 	if err := os.WriteFile(unit+".backup", []byte("old\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fake := NewFakeSystemd()
+	fake := systemdfake.New()
 	fake.AddUnit("a.service", false)
 	deps := Deps{Systemd: fake}
 	restore, err := Recover(executor.UndoRecord{Kind: RecordRestoreUnitFile, Args: map[string]string{"path": unit, "backup": unit + ".backup"}}, deps)
@@ -148,7 +149,7 @@ func TestRecoverRejectsBadRecords(t *testing.T) {
 		{executor.UndoRecord{Kind: RecordRunCommand}, `"argv" is missing`},
 	}
 	for _, tc := range cases {
-		u, err := Recover(tc.rec, Deps{Systemd: NewFakeSystemd()})
+		u, err := Recover(tc.rec, Deps{Systemd: systemdfake.New()})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Recover(%+v) = %v, %v; want error containing %q", tc.rec, u, err, tc.want)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/systemdfake"
 	"github.com/rollout-sh/rollout/planner"
 )
 
@@ -77,7 +78,7 @@ func TestReloadOrRestart(t *testing.T) {
 			name: "a reload whose ReloadResult is not success fails",
 			setup: func(sd *scriptedBackend) {
 				sd.AddUnit("app.service", true)
-				sd.onStatus = func(n int, unit string, f *FakeSystemd) {
+				sd.onStatus = func(n int, unit string, f *systemdfake.Systemd) {
 					if n == 2 {
 						st, _ := f.Unit(unit)
 						st.ReloadResult = "exit-code"
@@ -93,7 +94,7 @@ func TestReloadOrRestart(t *testing.T) {
 			name: "a reload that replaced the main process fails",
 			setup: func(sd *scriptedBackend) {
 				sd.AddUnit("app.service", true)
-				sd.onStatus = func(n int, unit string, f *FakeSystemd) {
+				sd.onStatus = func(n int, unit string, f *systemdfake.Systemd) {
 					if n == 2 {
 						st, _ := f.Unit(unit)
 						st.MainPID = 4242
@@ -117,7 +118,7 @@ func TestReloadOrRestart(t *testing.T) {
 			name: "a restart that left the unit failed fails",
 			setup: func(sd *scriptedBackend) {
 				sd.AddUnit("app.service", false)
-				sd.onStatus = func(n int, unit string, f *FakeSystemd) {
+				sd.onStatus = func(n int, unit string, f *systemdfake.Systemd) {
 					if n == 2 {
 						st, _ := f.Unit(unit)
 						st.ActiveState, st.SubState, st.Result = "failed", "failed", "exit-code"

@@ -8,6 +8,7 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/rollout-sh/rollout/internal/systemdfake"
 	"github.com/rollout-sh/rollout/planner"
 )
 
@@ -17,7 +18,7 @@ func TestStabilize(t *testing.T) {
 	flap := func(change func(st *UnitState)) func(sd *scriptedBackend) {
 		return func(sd *scriptedBackend) {
 			sd.AddUnit("app.service", false)
-			sd.onStatus = func(n int, unit string, f *FakeSystemd) {
+			sd.onStatus = func(n int, unit string, f *systemdfake.Systemd) {
 				if n == 3 {
 					st, _ := f.Unit(unit)
 					change(&st)
@@ -106,7 +107,7 @@ func TestStabilizeStopsOnCancel(t *testing.T) {
 	sd := newScripted()
 	sd.AddUnit("app.service", false)
 	ctx, cancel := context.WithCancel(context.Background())
-	sd.onStatus = func(n int, unit string, f *FakeSystemd) {
+	sd.onStatus = func(n int, unit string, f *systemdfake.Systemd) {
 		if n == 2 {
 			cancel()
 		}

@@ -13,93 +13,36 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/rollout-sh/rollout/internal/busdial"
+	"github.com/rollout-sh/rollout/internal/systemdapi"
 )
 
-// Op is a systemd job.
-type Op string
+// The systemd contract lives in internal/systemdapi so that the test
+// double can implement it without importing steps; these names keep it
+// part of the steps API.
+type (
+	Op        = systemdapi.Op
+	UnitState = systemdapi.UnitState
+	Backend   = systemdapi.Backend
+	JobError  = systemdapi.JobError
+)
 
+// The jobs a Backend runs.
 const (
-	OpStart           Op = "start"
-	OpStop            Op = "stop"
-	OpRestart         Op = "restart"
-	OpReload          Op = "reload"
-	OpReloadOrRestart Op = "reload-or-restart"
+	OpStart           = systemdapi.OpStart
+	OpStop            = systemdapi.OpStop
+	OpRestart         = systemdapi.OpRestart
+	OpReload          = systemdapi.OpReload
+	OpReloadOrRestart = systemdapi.OpReloadOrRestart
 )
 
-// UnitState is a snapshot of a unit's properties (see ../shared/notes/systemd.md §2).
-type UnitState struct {
-	LoadState, ActiveState, SubState string
-	Result, ReloadResult             string
-	FragmentPath, InvocationID       string
-	MainPID, NRestarts               uint32
-	ActiveEnterMono                  uint64
-	CanReload, NeedDaemonReload      bool
-	DropInPaths                      []string
-}
-
-// Loaded returns an error naming the load state unless the unit is
-// loaded. Status reports a missing unit as LoadState "not-found" rather
-// than as an error, as systemd does; callers that need the unit check this.
-func (s UnitState) Loaded() error {
-	if s.LoadState == "loaded" {
-		return nil
-	}
-	state := s.LoadState
-	if state == "" {
-		state = "unknown"
-	}
-	return fmt.Errorf("unit is not loaded (load state %q)", state)
-}
-
-// Backend is the part of systemd the steps use. The D-Bus implementation
-// talks to the system or the user manager through go-systemd; unit tests
-// use a fake.
-type Backend interface {
-	DaemonReload(ctx context.Context) error
-	// Do enqueues op on unit in mode "replace" and waits for the job's
-	// result; a result other than "done" is an error naming it.
-	Do(ctx context.Context, op Op, unit string) error
-	Status(ctx context.Context, unit string) (UnitState, error)
-	Close() error
-}
-
-// Errors a Backend wraps so that callers can use errors.Is.
+// Errors a Backend wraps so that callers can use errors.Is; see
+// internal/systemdapi for what each means.
 var (
-	// ErrNoSuchUnit: systemd has no such unit (org.freedesktop.systemd1.NoSuchUnit).
-	ErrNoSuchUnit = errors.New("no such unit")
-	// ErrNotApplicable: the job type does not apply to the unit, e.g. a
-	// reload of a unit without ExecReload (org.freedesktop.systemd1.JobTypeNotApplicable).
-	ErrNotApplicable = errors.New("job type not applicable")
-	// ErrConnectionLost: the bus connection dropped while a job was in
-	// flight, so its result is unknown. The job may have run: re-read the
-	// unit's Status and compare InvocationID (and MainPID) with the
-	// snapshot taken before Do to decide whether it happened.
-	ErrConnectionLost = errors.New("systemd connection lost")
-	// ErrJobTimeout: the job gave no result within the job timeout. The
-	// job may still be queued or running in systemd.
-	ErrJobTimeout = errors.New("systemd job timed out")
+	ErrNoSuchUnit     = systemdapi.ErrNoSuchUnit
+	ErrNotApplicable  = systemdapi.ErrNotApplicable
+	ErrConnectionLost = systemdapi.ErrConnectionLost
+	ErrJobTimeout     = systemdapi.ErrJobTimeout
 )
-
-// JobError is a job that finished with a result other than "done":
-// "failed", "canceled", "timeout", "dependency", "skipped", "invalid", ...
-type JobError struct {
-	Op     Op
-	Unit   string
-	Result string
-}
-
-func (e *JobError) Error() string {
-	return fmt.Sprintf("%s %s: job %s", e.Op, e.Unit, e.Result)
-}
-
-// callError keeps systemd's own message while matching a sentinel.
-type callError struct {
-	kind error
-	err  error
-}
-
-func (e *callError) Error() string   { return e.err.Error() }
-func (e *callError) Unwrap() []error { return []error{e.kind, e.err} }
 
 // classify wraps D-Bus errors from systemd with our sentinels.
 func classify(err error) error {
@@ -110,13 +53,13 @@ func classify(err error) error {
 	if errors.As(err, &de) {
 		switch de.Name {
 		case "org.freedesktop.systemd1.NoSuchUnit":
-			return &callError{kind: ErrNoSuchUnit, err: err}
+			return &systemdapi.CallError{Kind: ErrNoSuchUnit, Err: err}
 		case "org.freedesktop.systemd1.JobTypeNotApplicable":
-			return &callError{kind: ErrNotApplicable, err: err}
+			return &systemdapi.CallError{Kind: ErrNotApplicable, Err: err}
 		}
 	}
 	if errors.Is(err, dbus.ErrClosed) {
-		return &callError{kind: ErrConnectionLost, err: err}
+		return &systemdapi.CallError{Kind: ErrConnectionLost, Err: err}
 	}
 	return err
 }
@@ -421,7 +364,7 @@ func (d *DBus) Do(ctx context.Context, op Op, unit string) error {
 	if err != nil {
 		// No job was enqueued, so nothing will arrive on ch (runc#1772).
 		if lostConnection(conn, err) {
-			return fmt.Errorf("%s %s: %w", op, unit, &callError{kind: ErrConnectionLost, err: err})
+			return fmt.Errorf("%s %s: %w", op, unit, &systemdapi.CallError{Kind: ErrConnectionLost, Err: err})
 		}
 		return fmt.Errorf("%s %s: %w", op, unit, classify(err))
 	}

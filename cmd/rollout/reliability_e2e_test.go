@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/systemdfake"
 	"github.com/rollout-sh/rollout/internal/systemdtest"
 	"github.com/rollout-sh/rollout/steps"
 )
@@ -479,7 +480,7 @@ service "a; rm -rf %s $(touch %s)" {
 			t.Fatalf("plan: %v", c.Diags)
 		}
 	}
-	fake := steps.NewFakeSystemd()
+	fake := systemdfake.New()
 	fake.AddUnit("hostile.service", false)
 	res, err := executor.Run(t.Context(), c.Plan, executor.Options{Build: steps.NewBuilder(steps.Deps{Systemd: fake})})
 	if err != nil || len(res.Succeeded) != 1 {

@@ -1,48 +1,50 @@
-package steps
+package systemdfake
 
 import (
 	"context"
 	"errors"
 	"sync"
 	"testing"
+
+	"github.com/rollout-sh/rollout/internal/systemdapi"
 )
 
 // TestFakeSystemdMatchesSystemd checks the fake against the behaviour the
-// real-manager tests (systemd_test.go) establish.
+// real-manager tests (steps/systemd_test.go) establish.
 func TestFakeSystemdMatchesSystemd(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name       string
 		canReload  bool
-		op         Op
+		op         systemdapi.Op
 		stopFirst  bool
 		wantErr    error
-		wantResult string // JobError result
+		wantResult string // systemdapi.JobError result
 		newProcess bool
 		wantActive string
 	}{
-		{"start active is a no-op", false, OpStart, false, nil, "", false, "active"},
-		{"start inactive", false, OpStart, true, nil, "", true, "active"},
-		{"restart", false, OpRestart, false, nil, "", true, "active"},
-		{"stop", false, OpStop, false, nil, "", false, "inactive"},
-		{"reload", true, OpReload, false, nil, "", false, "active"},
-		{"reload without ExecReload", false, OpReload, false, ErrNotApplicable, "", false, "active"},
-		{"reload inactive", true, OpReload, true, nil, "invalid", false, "inactive"},
-		{"reload-or-restart reloads", true, OpReloadOrRestart, false, nil, "", false, "active"},
-		{"reload-or-restart restarts", false, OpReloadOrRestart, false, nil, "", true, "active"},
+		{"start active is a no-op", false, systemdapi.OpStart, false, nil, "", false, "active"},
+		{"start inactive", false, systemdapi.OpStart, true, nil, "", true, "active"},
+		{"restart", false, systemdapi.OpRestart, false, nil, "", true, "active"},
+		{"stop", false, systemdapi.OpStop, false, nil, "", false, "inactive"},
+		{"reload", true, systemdapi.OpReload, false, nil, "", false, "active"},
+		{"reload without ExecReload", false, systemdapi.OpReload, false, systemdapi.ErrNotApplicable, "", false, "active"},
+		{"reload inactive", true, systemdapi.OpReload, true, nil, "invalid", false, "inactive"},
+		{"reload-or-restart reloads", true, systemdapi.OpReloadOrRestart, false, nil, "", false, "active"},
+		{"reload-or-restart restarts", false, systemdapi.OpReloadOrRestart, false, nil, "", true, "active"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := NewFakeSystemd()
+			f := New()
 			f.AddUnit("a.service", tt.canReload)
 			if tt.stopFirst {
-				if err := f.Do(ctx, OpStop, "a.service"); err != nil {
+				if err := f.Do(ctx, systemdapi.OpStop, "a.service"); err != nil {
 					t.Fatal(err)
 				}
 			}
 			before, _ := f.Unit("a.service")
 			err := f.Do(ctx, tt.op, "a.service")
-			var je *JobError
+			var je *systemdapi.JobError
 			switch {
 			case tt.wantErr != nil:
 				if !errors.Is(err, tt.wantErr) {
@@ -70,21 +72,21 @@ func TestFakeSystemdMatchesSystemd(t *testing.T) {
 
 func TestFakeSystemdScripting(t *testing.T) {
 	ctx := context.Background()
-	f := NewFakeSystemd()
+	f := New()
 	f.AddUnit("a.service", false)
-	if err := f.Do(ctx, OpStart, "missing.service"); !errors.Is(err, ErrNoSuchUnit) {
+	if err := f.Do(ctx, systemdapi.OpStart, "missing.service"); !errors.Is(err, systemdapi.ErrNoSuchUnit) {
 		t.Errorf("missing unit: %v", err)
 	}
 	if st, err := f.Status(ctx, "missing.service"); err != nil || st.Loaded() == nil {
 		t.Errorf("missing unit status: %+v, %v", st, err)
 	}
-	failed := &JobError{Op: OpRestart, Unit: "a.service", Result: "failed"}
-	f.Fail(OpRestart, "a.service", failed)
-	if err := f.Do(ctx, OpRestart, "a.service"); !errors.Is(err, failed) {
+	failed := &systemdapi.JobError{Op: systemdapi.OpRestart, Unit: "a.service", Result: "failed"}
+	f.Fail(systemdapi.OpRestart, "a.service", failed)
+	if err := f.Do(ctx, systemdapi.OpRestart, "a.service"); !errors.Is(err, failed) {
 		t.Errorf("scripted failure: %v", err)
 	}
-	f.Fail(OpRestart, "a.service", nil)
-	if err := f.Do(ctx, OpRestart, "a.service"); err != nil {
+	f.Fail(systemdapi.OpRestart, "a.service", nil)
+	if err := f.Do(ctx, systemdapi.OpRestart, "a.service"); err != nil {
 		t.Errorf("after clearing the failure: %v", err)
 	}
 	st, _ := f.Unit("a.service")
@@ -96,7 +98,7 @@ func TestFakeSystemdScripting(t *testing.T) {
 	if st, _ := f.Unit("a.service"); st.NeedDaemonReload || f.DaemonReloads() != 1 {
 		t.Errorf("after daemon-reload: NeedDaemonReload %v, reloads %d", st.NeedDaemonReload, f.DaemonReloads())
 	}
-	want := []FakeCall{{OpStart, "missing.service"}, {FakeStatus, "missing.service"}, {OpRestart, "a.service"}, {OpRestart, "a.service"}, {FakeDaemonReload, ""}}
+	want := []Call{{systemdapi.OpStart, "missing.service"}, {StatusOp, "missing.service"}, {systemdapi.OpRestart, "a.service"}, {systemdapi.OpRestart, "a.service"}, {DaemonReloadOp, ""}}
 	got := f.Calls()
 	if len(got) != len(want) {
 		t.Fatalf("calls %v, want %v", got, want)
@@ -107,7 +109,7 @@ func TestFakeSystemdScripting(t *testing.T) {
 		}
 	}
 	f.Close()
-	if err := f.Do(ctx, OpStart, "a.service"); err == nil {
+	if err := f.Do(ctx, systemdapi.OpStart, "a.service"); err == nil {
 		t.Error("Do after Close succeeded")
 	}
 }
@@ -116,7 +118,7 @@ func TestFakeSystemdScripting(t *testing.T) {
 // steps.
 func TestFakeSystemdConcurrent(t *testing.T) {
 	ctx := context.Background()
-	f := NewFakeSystemd()
+	f := New()
 	f.AddUnit("a.service", true)
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -124,7 +126,7 @@ func TestFakeSystemdConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 50 {
-				_ = f.Do(ctx, []Op{OpRestart, OpReload, OpStart}[i%3], "a.service")
+				_ = f.Do(ctx, []systemdapi.Op{systemdapi.OpRestart, systemdapi.OpReload, systemdapi.OpStart}[i%3], "a.service")
 				_, _ = f.Status(ctx, "a.service")
 			}
 		}()

@@ -1,0 +1,101 @@
+// Package systemdapi is the contract between the steps and a systemd
+// manager: the jobs, a unit's state, the Backend interface and the errors a
+// Backend wraps. It is its own package so that a test double
+// (internal/systemdfake) can implement Backend without importing the
+// steps it is a double for; package steps re-exports every name here.
+package systemdapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Op is a systemd job.
+type Op string
+
+// The jobs a Backend runs.
+const (
+	OpStart           Op = "start"
+	OpStop            Op = "stop"
+	OpRestart         Op = "restart"
+	OpReload          Op = "reload"
+	OpReloadOrRestart Op = "reload-or-restart"
+)
+
+// UnitState is a snapshot of a unit's properties, as systemd's
+// org.freedesktop.systemd1.Unit and .Service interfaces report them.
+type UnitState struct {
+	LoadState, ActiveState, SubState string
+	Result, ReloadResult             string
+	FragmentPath, InvocationID       string
+	MainPID, NRestarts               uint32
+	ActiveEnterMono                  uint64
+	CanReload, NeedDaemonReload      bool
+	DropInPaths                      []string
+}
+
+// Loaded returns an error naming the load state unless the unit is
+// loaded. Status reports a missing unit as LoadState "not-found" rather
+// than as an error, as systemd does; callers that need the unit check this.
+func (s UnitState) Loaded() error {
+	if s.LoadState == "loaded" {
+		return nil
+	}
+	state := s.LoadState
+	if state == "" {
+		state = "unknown"
+	}
+	return fmt.Errorf("unit is not loaded (load state %q)", state)
+}
+
+// Backend is the part of systemd the steps use. The D-Bus implementation
+// (steps.DBus) talks to the system or the user manager through go-systemd;
+// unit tests use internal/systemdfake.
+type Backend interface {
+	DaemonReload(ctx context.Context) error
+	// Do enqueues op on unit in mode "replace" and waits for the job's
+	// result; a result other than "done" is an error naming it.
+	Do(ctx context.Context, op Op, unit string) error
+	Status(ctx context.Context, unit string) (UnitState, error)
+	Close() error
+}
+
+// Errors a Backend wraps so that callers can use errors.Is.
+var (
+	// ErrNoSuchUnit: systemd has no such unit (org.freedesktop.systemd1.NoSuchUnit).
+	ErrNoSuchUnit = errors.New("no such unit")
+	// ErrNotApplicable: the job type does not apply to the unit, e.g. a
+	// reload of a unit without ExecReload (org.freedesktop.systemd1.JobTypeNotApplicable).
+	ErrNotApplicable = errors.New("job type not applicable")
+	// ErrConnectionLost: the bus connection dropped while a job was in
+	// flight, so its result is unknown. The job may have run: re-read the
+	// unit's Status and compare InvocationID (and MainPID) with the
+	// snapshot taken before Do to decide whether it happened.
+	ErrConnectionLost = errors.New("systemd connection lost")
+	// ErrJobTimeout: the job gave no result within the job timeout. The
+	// job may still be queued or running in systemd.
+	ErrJobTimeout = errors.New("systemd job timed out")
+)
+
+// JobError is a job that finished with a result other than "done":
+// "failed", "canceled", "timeout", "dependency", "skipped", "invalid", ...
+type JobError struct {
+	Op     Op
+	Unit   string
+	Result string
+}
+
+func (e *JobError) Error() string {
+	return fmt.Sprintf("%s %s: job %s", e.Op, e.Unit, e.Result)
+}
+
+// CallError keeps systemd's own message (Err) while matching one of the
+// sentinels above (Kind) with errors.Is.
+type CallError struct {
+	Kind error
+	Err  error
+}
+
+func (e *CallError) Error() string   { return e.Err.Error() }
+func (e *CallError) Unwrap() []error { return []error{e.Kind, e.Err} }
