@@ -6,19 +6,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rollout-sh/rollout/internal/demo"
 	"github.com/rollout-sh/rollout/internal/demosvc"
+	"github.com/rollout-sh/rollout/internal/interrupt"
 	"github.com/rollout-sh/rollout/steps"
 )
 
@@ -31,10 +28,10 @@ type DemoOptions struct {
 	ParallelSet bool
 	JSON        bool
 	NoTTY       bool
-	// Events is the events log; "" means demoEventsPath(), a file apart
+	// Events is the events log; "" means demo.EventsPath(), a file apart
 	// from the real events log that survives the demo's cleanup.
 	Events string
-	// Signals delivers interrupts; nil means SIGINT and SIGTERM.
+	// Signals delivers interrupts; nil means interrupt.Notify.
 	Signals <-chan os.Signal
 }
 
@@ -108,20 +105,6 @@ func newCmdDemoService() *cobra.Command {
 	}
 }
 
-// demoEventsPath is where the demo's events go by default: beside the
-// per-user events log but in a file of its own, so that demo runs never
-// mix with the history of real ones (as root the real log is
-// /var/log/rollout/events.jsonl).
-func demoEventsPath(getenv func(string) string) string {
-	if dir := getenv("XDG_STATE_HOME"); filepath.IsAbs(dir) {
-		return filepath.Join(dir, "rollout", "demo-events.jsonl")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "state", "rollout", "demo-events.jsonl")
-	}
-	return filepath.Join(os.TempDir(), "rollout-demo-events-"+strconv.Itoa(os.Getuid())+".jsonl")
-}
-
 // demoSession is one run of `rollout demo`: the platform it builds, and
 // where its narrative goes.
 type demoSession struct {
@@ -144,7 +127,7 @@ func demoRun(opts *DemoOptions) (err error) {
 		getenv = os.Getenv
 	}
 	if opts.Events == "" {
-		opts.Events = demoEventsPath(getenv)
+		opts.Events = demo.EventsPath(getenv)
 	}
 	d := &demoSession{opts: opts, w: opts.IO.Out}
 	if opts.JSON {
@@ -155,17 +138,14 @@ func demoRun(opts *DemoOptions) (err error) {
 	// One handler for the whole demo: during setup an interrupt stops the
 	// setup, during the run it goes to the run (which rolls back what is
 	// in flight), during cleanup it is ignored so cleanup can finish.
+	// interrupt.Notify also keeps `rollout demo --json | head` from dying
+	// of SIGPIPE before cleanup (seen: the demo directory and the manager's
+	// cgroups were left): the write fails instead and the demo cleans up.
 	sigs := opts.Signals
 	if sigs == nil {
-		ch := make(chan os.Signal, 2)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		defer signal.Stop(ch)
-		sigs = ch
-		// `rollout demo --json | head` closes our stdout early; by default
-		// the next write would kill us with SIGPIPE before cleanup (seen:
-		// the demo directory and the manager's cgroups were left). Ignored,
-		// the write fails instead and the demo cleans up.
-		signal.Ignore(syscall.SIGPIPE)
+		var stop func()
+		sigs, stop = interrupt.Notify()
+		defer stop()
 	}
 	var phase atomic.Int32
 	var setupInterrupted atomic.Bool
@@ -202,13 +182,13 @@ func demoRun(opts *DemoOptions) (err error) {
 		phase.Store(phaseCleanup)
 		if opts.Keep && setupDone {
 			d.platform.Close()
-			d.printKeep()
-			d.printNext()
+			d.platform.PrintKeep(d.w)
+			d.platform.PrintNext(d.w, opts.Events)
 			return
 		}
-		d.cleanup()
+		d.platform.CleanupAndSay(d.w, opts.IO.ErrOut)
 		if setupDone {
-			d.printNext()
+			d.platform.PrintNext(d.w, opts.Events)
 			fmt.Fprintf(d.w, "The demo took %s.\n", time.Since(began).Round(100*time.Millisecond))
 		}
 	}()
@@ -230,7 +210,7 @@ func demoRun(opts *DemoOptions) (err error) {
 
 	phase.Store(phaseRun)
 	runErr := d.run(runSigs)
-	d.report()
+	d.platform.Report(d.w, opts.Events)
 	return runErr
 }
 
@@ -267,80 +247,4 @@ func (d *demoSession) run(sigs <-chan os.Signal) error {
 		Signals:  sigs,
 		LockPath: p.LockPath(),
 	})
-}
-
-// report prints what each service runs now, and what the run did to it
-// according to the events log.
-func (d *demoSession) report() {
-	outcome := demo.Outcome(d.opts.Events)
-	fmt.Fprintln(d.w, "\nWhat the demo platform runs now:")
-	tw := tabwriter.NewWriter(d.w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  SERVICE\tVERSION\tHEALTH\tIN THE RUN")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, s := range d.platform.Services {
-		version, health := demo.Probe(ctx, s)
-		what := outcome[s.Name]
-		if what == "" {
-			what = "not started"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Name, version, health, what)
-	}
-	tw.Flush()
-	fmt.Fprintf(d.w, "Events log (kept): %s\n", d.opts.Events)
-}
-
-// cleanup removes the demo platform and says how that went: what was
-// removed on the narrative, what failed on stderr.
-func (d *demoSession) cleanup() {
-	done, problems := d.platform.Cleanup()
-	if done != "" {
-		fmt.Fprintf(d.w, "Cleaned up: %s.\n", done)
-	}
-	for _, p := range problems {
-		fmt.Fprintf(d.opts.IO.ErrOut, "rollout demo: cleanup: %s\n", p)
-	}
-}
-
-// printKeep says how to reach the demo that --keep left running, and how
-// to remove it.
-func (d *demoSession) printKeep() {
-	p := d.platform
-	if p.Dir == "" {
-		return
-	}
-	w := d.w
-	fmt.Fprintf(w, "\nThe demo is still running (--keep): %s in %s.\n", plural(len(p.Units), "unit"), p.Dir)
-	env := ""
-	if m := p.Manager.Private; m != nil {
-		env = "XDG_RUNTIME_DIR=" + m.RuntimeDir + " DBUS_SESSION_BUS_ADDRESS=" + m.BusAddress + " "
-	}
-	fmt.Fprintf(w, "Restart a service yourself:\n  %srollout run %s --user --var dir=%s --var port_base=%d --service sso.api\n",
-		env, p.PlanPath(), p.Dir, p.PortBase)
-	fmt.Fprintln(w, "Clean up:")
-	if m := p.Manager.Private; m != nil {
-		// The manager stops its units on SIGTERM; its cgroups stay behind
-		// (deepest first, rmdir removes them).
-		fmt.Fprintf(w, "  kill %d; sleep 1; find /sys/fs/cgroup -depth -type d -path '*/%s*' -exec rmdir {} +; rm -rf %s\n", m.PID(), m.Cgroup(), p.Dir)
-		return
-	}
-	var units []string
-	for _, u := range p.Units {
-		units = append(units, filepath.Base(u))
-	}
-	fmt.Fprintf(w, "  systemctl --user stop %s\n  rm -f %s/%s*\n  systemctl --user daemon-reload && rm -rf %s\n",
-		strings.Join(units, " "), p.Manager.UnitDir, demo.UnitPrefix, p.Dir)
-}
-
-// printNext says what to look at and try after the demo.
-func (d *demoSession) printNext() {
-	w := d.w
-	fmt.Fprintln(w, "\nTry next:")
-	fmt.Fprintf(w, "  rollout events --events %s --last   # this run, step by step\n", d.opts.Events)
-	if d.opts.Break == "" {
-		fmt.Fprintln(w, "  rollout demo --break sso.api   # a failed restart, rolled back; its dependents skipped")
-	} else {
-		fmt.Fprintln(w, "  rollout demo --break seo.rag-retrieval   # break the ML chain instead")
-	}
-	fmt.Fprintln(w, "  rollout plan show plans/demo.hcl   # the plan the demo ran (plans/ in the rollout repository)")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/runview"
 )
 
 // EventsOptions are the inputs of `rollout events`.
@@ -158,7 +159,7 @@ func writeRunDetail(w io.Writer, r executor.RunSummary, evs []executor.Event) er
 	}
 	fmt.Fprintln(w)
 	for _, e := range evs {
-		if s := plainLine(e); s != "" {
+		if s := runview.Line(e); s != "" {
 			fmt.Fprintf(w, "%s  %s\n", e.Time.Local().Format("15:04:05.000"), s)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/runview"
 	"github.com/rollout-sh/rollout/steps"
 )
 
@@ -93,7 +94,7 @@ func recoverRun(opts *RecoverOptions) error {
 	defer sd.Close()
 	deps := steps.Deps{Systemd: sd}
 
-	printer := newEventPrinter(&RunOptions{IO: opts.IO, JSON: opts.JSON})
+	printer := runview.NewPrinter(opts.IO.Out, opts.IO.ErrOut, opts.JSON)
 	code := exitOK
 	for _, j := range journals {
 		describeRecovery(opts, j)
@@ -111,7 +112,7 @@ func recoverRun(opts *RecoverOptions) error {
 		res, rerr := executor.Recover(ctx, j, executor.RecoverOptions{
 			Rebuild: func(rec executor.UndoRecord) (executor.Undo, error) { return steps.Recover(rec, deps) },
 			Events:  sink,
-			Observe: printer.observe,
+			Observe: printer.Observe,
 		})
 		sink.Close()
 		if rerr != nil {

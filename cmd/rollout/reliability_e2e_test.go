@@ -133,7 +133,7 @@ func (s *started) stderr() string { return s.errb.String() }
 func (s *started) signalAgain(t *testing.T, sig os.Signal) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(s.stderr(), "interrupted:") && time.Now().Before(deadline) {
+	for !strings.Contains(s.stderr(), "rollout: interrupted (") && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.signal(t, sig)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/interrupt"
+	"github.com/rollout-sh/rollout/internal/runview"
 	"github.com/rollout-sh/rollout/planner"
 	"github.com/rollout-sh/rollout/steps"
 )
@@ -28,7 +28,7 @@ type RunOptions struct {
 	// Systemd connects to the manager; tests replace it with a fake or a
 	// private manager.
 	Systemd func(ctx context.Context, user bool) (steps.Backend, error)
-	// Signals delivers interrupts; nil means SIGINT and SIGTERM.
+	// Signals delivers interrupts; nil means interrupt.Notify.
 	Signals <-chan os.Signal
 	// LockPath overrides the per-manager lock (tests).
 	LockPath string
@@ -133,13 +133,13 @@ func runRun(opts *RunOptions) error {
 	stopSignals := watchSignals(opts, cancel, abort)
 	defer stopSignals()
 
-	out := newEventPrinter(opts)
-	observe := out.observe
-	var live *liveView
+	out := runview.NewPrinter(opts.IO.Out, opts.IO.ErrOut, opts.JSON)
+	observe := out.Observe
+	var live *runview.Live
 	if opts.IO.OutTTY && !opts.NoTTY && !opts.JSON {
-		live = newLiveView(opts.IO.Out, plan, opts.IO.ColorOut(), time.Now)
-		live.start(100 * time.Millisecond)
-		observe = live.observe
+		live = runview.NewLive(opts.IO.Out, plan, opts.IO.ColorOut(), time.Now)
+		live.Start(100 * time.Millisecond)
+		observe = live.Observe
 	}
 	res, runErr := executor.Run(ctx, plan, executor.Options{
 		Build:       steps.NewBuilder(steps.Deps{Systemd: sd}),
@@ -156,17 +156,17 @@ func runRun(opts *RunOptions) error {
 		Observe:     observe,
 	})
 	if live != nil {
-		live.close()
+		live.Close()
 		if res.RunID != "" {
 			fmt.Fprintln(opts.IO.Out)
-			live.summaryTable(opts.IO.Out, plan)
+			live.SummaryTable(opts.IO.Out, plan)
 		}
 	}
 	if runErr != nil && res.RunID == "" {
 		// Nothing ran: the lock is held or the run could not start.
 		return usageError("%v", runErr)
 	}
-	out.summary(plan, res, eventsPath)
+	out.Summary(plan, res, eventsPath)
 	if runErr != nil {
 		fmt.Fprintf(opts.IO.ErrOut, "rollout: %v\n", runErr)
 	}
@@ -177,34 +177,20 @@ func runRun(opts *RunOptions) error {
 // second into "roll back what is in flight now".
 func watchSignals(opts *RunOptions, cancel context.CancelFunc, abort chan struct{}) (stop func()) {
 	sigs := opts.Signals
-	var ch chan os.Signal
+	stopNotify := func() {}
 	if sigs == nil {
-		ch = make(chan os.Signal, 2)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		sigs = ch
+		sigs, stopNotify = interrupt.Notify()
 	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-sigs:
-		case <-done:
-			return
-		}
-		fmt.Fprintln(opts.IO.ErrOut, "rollout: interrupted: no new service will start; the services in flight finish or roll back. Interrupt again to roll them back now.")
+	stopStages := interrupt.Stages(sigs, func(s os.Signal) {
+		fmt.Fprintf(opts.IO.ErrOut, "rollout: interrupted (%s): no new service will start; the services in flight finish or roll back. Interrupt again to roll them back now.\n", interrupt.Name(s))
 		cancel()
-		select {
-		case <-sigs:
-		case <-done:
-			return
-		}
-		fmt.Fprintln(opts.IO.ErrOut, "rollout: interrupted again: rolling back the services in flight now.")
+	}, func(s os.Signal) {
+		fmt.Fprintf(opts.IO.ErrOut, "rollout: interrupted again (%s): rolling back the services in flight now.\n", interrupt.Name(s))
 		close(abort)
-	}()
+	})
 	return func() {
-		close(done)
-		if ch != nil {
-			signal.Stop(ch)
-		}
+		stopStages()
+		stopNotify()
 	}
 }
 

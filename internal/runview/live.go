@@ -1,4 +1,4 @@
-package main
+package runview
 
 import (
 	"fmt"
@@ -16,11 +16,11 @@ import (
 	"github.com/rollout-sh/rollout/planner"
 )
 
-// liveView draws a run on a terminal: finished services scroll by above a
+// Live draws a run on a terminal: finished services scroll by above a
 // live area that holds the counts and one row per service in flight (its
 // step, how long it has been at it, the attempt). It redraws on a ticker,
 // never per event, so a burst of events costs one frame.
-type liveView struct {
+type Live struct {
 	mu     sync.Mutex
 	w      io.Writer
 	color  bool
@@ -50,8 +50,8 @@ type flightRow struct {
 	rollback  bool
 }
 
-func newLiveView(w io.Writer, plan *planner.Plan, color bool, now func() time.Time) *liveView {
-	v := &liveView{
+func NewLive(w io.Writer, plan *planner.Plan, color bool, now func() time.Time) *Live {
+	v := &Live{
 		w: w, color: color, now: now, total: len(plan.Services),
 		order:  map[string]int{},
 		flight: map[string]*flightRow{},
@@ -66,8 +66,8 @@ func newLiveView(w io.Writer, plan *planner.Plan, color bool, now func() time.Ti
 	return v
 }
 
-// start redraws every interval until close.
-func (v *liveView) start(interval time.Duration) {
+// Start redraws every interval until Close.
+func (v *Live) Start(interval time.Duration) {
 	v.wg.Add(1)
 	go func() {
 		defer v.wg.Done()
@@ -86,7 +86,8 @@ func (v *liveView) start(interval time.Duration) {
 	}()
 }
 
-func (v *liveView) close() {
+// Close stops the redraws and removes the live area from the screen.
+func (v *Live) Close() {
 	close(v.stop)
 	v.wg.Wait()
 	v.mu.Lock()
@@ -94,9 +95,9 @@ func (v *liveView) close() {
 	v.clear()
 }
 
-// observe updates the state; lines that must stay (a service finished,
+// Observe updates the state; lines that must stay (a service finished,
 // failed, rolled back) are printed above the live area at once.
-func (v *liveView) observe(e executor.Event) {
+func (v *Live) Observe(e executor.Event) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	row := v.flight[e.Service]
@@ -141,7 +142,7 @@ func (v *liveView) observe(e executor.Event) {
 	}
 }
 
-func (v *liveView) finish(e executor.Event, status string) {
+func (v *Live) finish(e executor.Event, status string) {
 	delete(v.flight, e.Service)
 	v.done[e.Service] = time.Duration(e.DurationMS) * time.Millisecond
 	v.status[e.Service] = status
@@ -151,7 +152,7 @@ func ms(d int64) string {
 	return (time.Duration(d) * time.Millisecond).Round(10 * time.Millisecond).String()
 }
 
-func (v *liveView) paint(code, s string) string {
+func (v *Live) paint(code, s string) string {
 	if !v.color {
 		return s
 	}
@@ -160,7 +161,7 @@ func (v *liveView) paint(code, s string) string {
 
 // printAbove clears the live area, prints s, and redraws the area below
 // it, in one write so the terminal never shows the area half drawn.
-func (v *liveView) printAbove(s string) {
+func (v *Live) printAbove(s string) {
 	var b strings.Builder
 	v.erase(&b)
 	b.WriteString(s)
@@ -170,7 +171,7 @@ func (v *liveView) printAbove(s string) {
 }
 
 // clear removes the live area from the screen.
-func (v *liveView) clear() {
+func (v *Live) clear() {
 	var b strings.Builder
 	v.erase(&b)
 	if b.Len() > 0 {
@@ -180,7 +181,7 @@ func (v *liveView) clear() {
 
 // redraw replaces the live area with a new frame, unless it is unchanged:
 // an idle ticker writes nothing.
-func (v *liveView) redraw() {
+func (v *Live) redraw() {
 	frame := v.frame(v.now())
 	if frame == v.last && v.drawn > 0 {
 		return
@@ -192,7 +193,7 @@ func (v *liveView) redraw() {
 }
 
 // erase appends the escapes that move up over the live area and clear it.
-func (v *liveView) erase(b *strings.Builder) {
+func (v *Live) erase(b *strings.Builder) {
 	if v.drawn > 0 {
 		fmt.Fprintf(b, "\x1b[%dA\x1b[J", v.drawn)
 		v.drawn = 0
@@ -201,7 +202,7 @@ func (v *liveView) erase(b *strings.Builder) {
 }
 
 // draw appends the current frame and remembers its height.
-func (v *liveView) draw(b *strings.Builder) {
+func (v *Live) draw(b *strings.Builder) {
 	frame := v.frame(v.now())
 	b.WriteString(frame)
 	v.drawn = strings.Count(frame, "\n")
@@ -209,7 +210,7 @@ func (v *liveView) draw(b *strings.Builder) {
 }
 
 // frame is the live area: a counts line, then one row per service in flight.
-func (v *liveView) frame(now time.Time) string {
+func (v *Live) frame(now time.Time) string {
 	var sb strings.Builder
 	remaining := v.total - v.counts.done - v.counts.failed - v.counts.skipped - len(v.flight)
 	fmt.Fprintf(&sb, "%d done, %d failed, %d skipped, %d in flight, %d remaining\n",
@@ -258,9 +259,9 @@ func fitWidth(s string, cols int) string {
 	return string(r[:cols-2]) + "…"
 }
 
-// summaryTable is printed at the end of a run: each service, its outcome and
+// SummaryTable is printed at the end of a run: each service, its outcome and
 // how long it took, in plan order.
-func (v *liveView) summaryTable(w io.Writer, plan *planner.Plan) {
+func (v *Live) SummaryTable(w io.Writer, plan *planner.Plan) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
