@@ -18,6 +18,7 @@ import (
 const (
 	RecordRestoreUnitFile = "restore_unit_file"
 	RecordRestoreSnapshot = "restore_snapshot"
+	RecordSwitchRelease   = "switch_release"
 	RecordReopenUnit      = "reopen_unit"
 	RecordStopUnit        = "stop_unit"
 	RecordRunCommand      = "run_command"
@@ -35,6 +36,14 @@ func (u *backupUnitUndo) Record() executor.UndoRecord {
 func (u *rsyncUndo) Record() executor.UndoRecord {
 	return executor.UndoRecord{Kind: RecordRestoreSnapshot, Args: map[string]string{
 		"to": u.to, "snapshot": u.snapshot,
+	}}
+}
+
+// Record implements executor.Recordable. What Commit does is not
+// recorded: a run that died never got to commit.
+func (u *releaseUndo) Record() executor.UndoRecord {
+	return executor.UndoRecord{Kind: RecordSwitchRelease, Args: map[string]string{
+		"base": u.base, "back": u.back, "discard": u.discard,
 	}}
 }
 
@@ -123,6 +132,13 @@ func Recover(rec executor.UndoRecord, deps Deps) (executor.Undo, error) {
 		u = &backupUnitUndo{path: path, file: file, backup: a.need("backup"), sd: deps.Systemd}
 	case RecordRestoreSnapshot:
 		u = &rsyncUndo{to: a.need("to"), snapshot: a.need("snapshot")}
+	case RecordSwitchRelease:
+		u = &releaseUndo{base: a.need("base"), back: a.get("back"), discard: a.get("discard")}
+		for _, id := range []string{a.get("back"), a.get("discard")} {
+			if id != "" && !validReleaseID(id) && a.err == nil {
+				a.err = fmt.Errorf("record %s: %q is not a release id", rec.Kind, id)
+			}
+		}
 	case RecordReopenUnit:
 		j := a.unitJob(deps)
 		u = &reopenUndo{unitJob: j, stop: a.get("stop") != "false"}

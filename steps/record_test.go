@@ -26,6 +26,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	undos := []executor.Undo{
 		&backupUnitUndo{path: "/etc/systemd/system/a.service", file: "/etc/systemd/system/a.service", backup: "/etc/systemd/system/a.service.backup", sd: fake},
 		&rsyncUndo{to: "/srv/a", snapshot: "/srv/.a.rollout-snapshot-run"},
+		&releaseUndo{base: "/srv/a", back: "20260101T000000Z-000001", discard: "20260102T000000Z-000002"},
+		&releaseUndo{base: "/srv/a"},
 		&reopenUndo{unitJob: job, stop: true},
 		&reopenUndo{unitJob: job, stop: false},
 		&stopUndo{unitJob: job},
@@ -142,6 +144,8 @@ func TestRecoverRejectsBadRecords(t *testing.T) {
 		{executor.UndoRecord{Kind: RecordRestoreUnitFile, Args: map[string]string{"path": "/x"}}, `"backup" is missing`},
 		{executor.UndoRecord{Kind: RecordRestoreSnapshot, Args: map[string]string{"snapshot": "/s"}}, `"to" is missing`},
 		{executor.UndoRecord{Kind: RecordReopenUnit}, `"unit" is missing`},
+		{executor.UndoRecord{Kind: RecordSwitchRelease, Args: map[string]string{"back": "x"}}, `"base" is missing`},
+		{executor.UndoRecord{Kind: RecordSwitchRelease, Args: map[string]string{"base": "/srv/a", "discard": "../../etc"}}, "not a release id"},
 		{executor.UndoRecord{Kind: RecordReopenUnit, Args: map[string]string{"unit": "a", "timeout": "soon"}}, "not a positive duration"},
 		{executor.UndoRecord{Kind: RecordReopenUnit, Args: map[string]string{"unit": "a", "health": "{"}}, `"health"`},
 		{executor.UndoRecord{Kind: RecordRunCommand, Args: map[string]string{"argv": "[]"}}, "empty argv"},

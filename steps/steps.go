@@ -23,6 +23,8 @@ const (
 	TypeHealthCheck     = "health_check"
 	TypeBackupUnit      = "backup_unit"
 	TypeRsync           = "rsync"
+	TypeRelease         = "release"
+	TypeSwitchRelease   = "switch_release"
 	TypeExec            = "exec"
 	TypeReloadOrRestart = "reload_or_restart"
 	TypeRestart         = "restart"
@@ -38,6 +40,8 @@ func Types() map[string]planner.StepType {
 		healthCheckStepType(),
 		backupUnitStepType(),
 		rsyncStepType(),
+		releaseStepType(),
+		switchReleaseStepType(),
 		execStepType(),
 		reloadOrRestartStepType(),
 		unitJobStepType(TypeRestart),
@@ -84,7 +88,7 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 	if svc == nil || step == nil {
 		return nil, errors.New("steps: build called without a service or step")
 	}
-	needsSystemd := step.Type != TypeExec && step.Type != TypeRsync
+	needsSystemd := step.Type != TypeExec && step.Type != TypeRsync && step.Type != TypeRelease && step.Type != TypeSwitchRelease
 	if needsSystemd && b.sd == nil {
 		return nil, fmt.Errorf("step %q of service %q: no systemd backend", step.Name, svc.Name)
 	}
@@ -100,6 +104,10 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 		s, err = b.buildBackupUnit(svc, step, r)
 	case TypeRsync:
 		s, err = b.buildRsync(svc, step, r)
+	case TypeRelease:
+		s, err = b.buildRelease(svc, step, r)
+	case TypeSwitchRelease:
+		s, err = b.buildSwitchRelease(svc, step, r)
 	case TypeExec:
 		s, err = b.buildExec(svc, step, r)
 	case TypeReloadOrRestart:

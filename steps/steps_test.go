@@ -21,6 +21,8 @@ func TestTypesHaveNamesAndRollbacks(t *testing.T) {
 		TypeHealthCheck:     {check: true},
 		TypeBackupUnit:      {rollback: true},
 		TypeRsync:           {rollback: true},
+		TypeRelease:         {rollback: true},
+		TypeSwitchRelease:   {rollback: true},
 		TypeExec:            {rollback: true},
 		TypeReloadOrRestart: {rollback: true},
 		TypeRestart:         {rollback: true},
