@@ -9,16 +9,19 @@
 # `rollout demo` writes this file into its demo directory and runs it with
 #   rollout run demo.hcl --user --deploy --deploy-path DIR/release \
 #     --var dir=DIR --var port_base=PORT
-# so that every service moves from v1 (DIR/srv/NAME) to v2
-# (DIR/release/NAME). Windows are short so the whole demo takes seconds;
-# compare plans/pipelines.hcl for production values.
+# so that every service moves from v1 to v2 (DIR/release/NAME). Each
+# service runs from DIR/apps/NAME/current, a symlink to one of
+# DIR/apps/NAME/releases/ID: the release step copies v2 there (in Go, no
+# rsync needed) and switches the link; a rollback switches it back.
+# Windows are short so the whole demo takes seconds; compare
+# plans/pipelines.hcl for production values.
 #
 #   rollout plan show plans/demo.hcl
 #   rollout plan show --format mermaid plans/demo.hcl
 
 variable "dir" {
   default     = "/tmp/rollout-demo"
-  description = "The demo directory: srv/NAME is each service's code, release/NAME what --deploy ships."
+  description = "The demo directory: apps/NAME holds each service's releases and current, release/NAME what --deploy ships."
 }
 
 variable "port_base" {
@@ -37,18 +40,21 @@ defaults {
 
 # ---------------------------------------------------------------------------
 # How each kind of service restarts. When a step fails, the steps already
-# done are undone in reverse order: the code snapshot is restored, the unit
-# file is put back, and the service is restarted and checked again.
+# done are undone in reverse order: `current` points back at the old
+# release, the unit file is put back, and the service is restarted and
+# checked again.
 
 # Stores: deploy (a demo store has "code" too, so it visibly moves to v2),
 # plain restart, verify.
 pipeline "infra" {
   step "health_check" "precheck" {}
   step "backup_unit" "backup" {}
-  step "rsync" "deploy" {
+  # releases/ID next to current, then current switched in one rename;
+  # `to` defaults to working_dir without its /current.
+  step "release" "deploy" {
     if   = run.deploy
     from = "${run.deploy_path}/${service.name}"
-    to   = service.working_dir
+    keep = 3
   }
   step "restart" "restart" {
     timeout = "30s"
@@ -63,10 +69,10 @@ pipeline "infra" {
 pipeline "api" {
   step "health_check" "precheck" {}
   step "backup_unit" "backup" {}
-  step "rsync" "deploy" {
+  step "release" "deploy" {
     if   = run.deploy
     from = "${run.deploy_path}/${service.name}"
-    to   = service.working_dir
+    keep = 3
   }
   # Stands in for `npx prisma migrate deploy`: any command, argv, no shell.
   step "exec" "migrate" {
@@ -86,10 +92,10 @@ pipeline "api" {
 pipeline "ml" {
   step "health_check" "precheck" {}
   step "backup_unit" "backup" {}
-  step "rsync" "deploy" {
+  step "release" "deploy" {
     if   = run.deploy
     from = "${run.deploy_path}/${service.name}"
-    to   = service.working_dir
+    keep = 3
   }
   step "reload_or_restart" "restart" {}
   step "health_check" "verify" {
@@ -106,42 +112,42 @@ pipeline "ml" {
 service "sso.postgresql" {
   unit        = "rollout-demo-sso-postgresql.service"
   type        = "infra"
-  working_dir = "${var.dir}/srv/sso.postgresql"
+  working_dir = "${var.dir}/apps/sso.postgresql/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 1}/health" }
 }
 
 service "sso.redis" {
   unit        = "rollout-demo-sso-redis.service"
   type        = "infra"
-  working_dir = "${var.dir}/srv/sso.redis"
+  working_dir = "${var.dir}/apps/sso.redis/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 2}/health" }
 }
 
 service "merchant.postgresql" {
   unit        = "rollout-demo-merchant-postgresql.service"
   type        = "infra"
-  working_dir = "${var.dir}/srv/merchant.postgresql"
+  working_dir = "${var.dir}/apps/merchant.postgresql/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 3}/health" }
 }
 
 service "merchant.redis" {
   unit        = "rollout-demo-merchant-redis.service"
   type        = "infra"
-  working_dir = "${var.dir}/srv/merchant.redis"
+  working_dir = "${var.dir}/apps/merchant.redis/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 4}/health" }
 }
 
 service "marketplace.postgresql" {
   unit        = "rollout-demo-marketplace-postgresql.service"
   type        = "infra"
-  working_dir = "${var.dir}/srv/marketplace.postgresql"
+  working_dir = "${var.dir}/apps/marketplace.postgresql/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 5}/health" }
 }
 
 service "seo.redis" {
   unit        = "rollout-demo-seo-redis.service"
   type        = "infra"
-  working_dir = "${var.dir}/srv/seo.redis"
+  working_dir = "${var.dir}/apps/seo.redis/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 6}/health" }
 }
 
@@ -153,7 +159,7 @@ service "sso.api" {
   unit        = "rollout-demo-sso-api.service"
   type        = "api"
   depends_on  = ["sso.postgresql", "sso.redis"]
-  working_dir = "${var.dir}/srv/sso.api"
+  working_dir = "${var.dir}/apps/sso.api/current"
   tags        = ["core"]
   health "http" { url = "http://127.0.0.1:${var.port_base + 7}/health" }
 }
@@ -163,7 +169,7 @@ service "merchant.api" {
   unit        = "rollout-demo-merchant-api.service"
   type        = "api"
   depends_on  = ["sso.api", "merchant.postgresql", "merchant.redis"]
-  working_dir = "${var.dir}/srv/merchant.api"
+  working_dir = "${var.dir}/apps/merchant.api/current"
   tags        = ["core"]
   health "http" { url = "http://127.0.0.1:${var.port_base + 8}/health" }
 }
@@ -172,7 +178,7 @@ service "marketplace.api" {
   unit        = "rollout-demo-marketplace-api.service"
   type        = "api"
   depends_on  = ["sso.api", "merchant.api", "marketplace.postgresql"]
-  working_dir = "${var.dir}/srv/marketplace.api"
+  working_dir = "${var.dir}/apps/marketplace.api/current"
   tags        = ["core"]
   health "http" { url = "http://127.0.0.1:${var.port_base + 9}/health" }
 }
@@ -182,7 +188,7 @@ service "marketplace.web" {
   unit        = "rollout-demo-marketplace-web.service"
   type        = "api"
   depends_on  = ["marketplace.api"]
-  working_dir = "${var.dir}/srv/marketplace.web"
+  working_dir = "${var.dir}/apps/marketplace.web/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 10}/health" }
 }
 
@@ -194,7 +200,7 @@ service "seo.rag-retrieval" {
   unit        = "rollout-demo-seo-rag-retrieval.service"
   type        = "ml"
   depends_on  = ["seo.redis"]
-  working_dir = "${var.dir}/srv/seo.rag-retrieval"
+  working_dir = "${var.dir}/apps/seo.rag-retrieval/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 11}/health" }
 }
 
@@ -202,7 +208,7 @@ service "seo.classifier" {
   unit        = "rollout-demo-seo-classifier.service"
   type        = "ml"
   depends_on  = ["seo.rag-retrieval"]
-  working_dir = "${var.dir}/srv/seo.classifier"
+  working_dir = "${var.dir}/apps/seo.classifier/current"
   health "http" { url = "http://127.0.0.1:${var.port_base + 12}/health" }
 }
 

@@ -32,14 +32,15 @@ func releaseStepType() planner.StepType {
 		Name: TypeRelease,
 		Spec: hcldec.ObjectSpec{
 			"from":   &hcldec.AttrSpec{Name: "from", Type: cty.String, Required: true},
-			"to":     &hcldec.AttrSpec{Name: "to", Type: cty.String, Required: true},
+			"to":     &hcldec.AttrSpec{Name: "to", Type: cty.String},
 			"shared": &hcldec.AttrSpec{Name: "shared", Type: cty.List(cty.String)},
 			"keep":   &hcldec.AttrSpec{Name: "keep", Type: cty.Number},
 		},
 		Rollback: "points `current` back at the previous release and removes the new one",
 		// Two services releasing into one base would switch each other's
-		// `current`.
-		UniqueArgs: []string{"to"},
+		// `current`; two deploying one directory would run each other's
+		// code (--deploy-path DIR on a plan of several services).
+		UniqueArgs: []string{"from", "to"},
 		Validate:   validateAll(validateSharedPaths("shared"), validateKeep("keep")),
 	}
 }
@@ -76,7 +77,11 @@ func (b *builder) buildRelease(svc *planner.Service, step *planner.Step, r *argR
 	s.from, _ = r.str("from")
 	s.base, _ = r.str("to")
 	s.shared, _ = r.strList("shared")
-	s.base = absOrSelf(s.base)
+	base, err := releaseBaseOf(svc, s.base)
+	if err != nil {
+		return nil, err
+	}
+	s.base = base
 	if k, ok := r.integer("keep"); ok {
 		if k < 1 {
 			return nil, fmt.Errorf("keep must be at least 1, not %d", k)
@@ -92,6 +97,28 @@ func (b *builder) buildRelease(svc *planner.Service, step *planner.Step, r *argR
 	// run.deploy_path` is empty in a run without --deploy, where `if`
 	// skips the step.
 	return s, nil
+}
+
+// releaseBaseOf returns the base a release step of svc deploys into:
+// `to`, or else the service's working_dir without its final /current. The
+// service must run from BASE/current (or below it): a release it does not
+// run would deploy nothing.
+func releaseBaseOf(svc *planner.Service, to string) (string, error) {
+	wd := ""
+	if svc.WorkingDir != "" {
+		wd = absOrSelf(filepath.Clean(svc.WorkingDir))
+	}
+	if to == "" {
+		if wd == "" || filepath.Base(wd) != currentLink {
+			return "", fmt.Errorf("set `to` to the directory that holds releases/, shared/ and current, or give the service a working_dir ending in /current")
+		}
+		return filepath.Dir(wd), nil
+	}
+	base := absOrSelf(filepath.Clean(to))
+	if wd != "" && !within(wd, filepath.Join(base, currentLink)) {
+		return "", fmt.Errorf("the service's working_dir %s is not inside %s, so the service would not run the release: set working_dir (and the unit's WorkingDirectory) to %s", wd, filepath.Join(base, currentLink), filepath.Join(base, currentLink))
+	}
+	return base, nil
 }
 
 func (s *releaseStep) releaseID() string {

@@ -401,3 +401,32 @@ func TestSwitchRelease(t *testing.T) {
 }
 
 func mkfifo(path string) error { return syscall.Mkfifo(path, 0o644) }
+
+// TestReleaseBaseOf: `to` defaults to the working_dir without /current,
+// and a service that would not run from BASE/current is refused.
+func TestReleaseBaseOf(t *testing.T) {
+	tests := []struct {
+		wd, to, want, err string
+	}{
+		{"/srv/app/current", "", "/srv/app", ""},
+		{"/srv/app/current/", "", "/srv/app", ""},
+		{"/srv/app/current/backend", "/srv/app", "/srv/app", ""},
+		{"", "/srv/app", "/srv/app", ""},
+		{"/srv/app", "", "", "set `to`"},
+		{"", "", "", "set `to`"},
+		{"/srv/app", "/srv/app", "", "not inside /srv/app/current"},
+		{"/srv/other/current", "/srv/app", "", "not inside"},
+	}
+	for _, tt := range tests {
+		got, err := releaseBaseOf(&planner.Service{Name: "a", WorkingDir: tt.wd}, tt.to)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("wd %q to %q: %q, %v; want error with %q", tt.wd, tt.to, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("wd %q to %q: %q, %v; want %q", tt.wd, tt.to, got, err, tt.want)
+		}
+	}
+}

@@ -96,7 +96,7 @@ func newCmdDemoService() *cobra.Command {
 	return &cobra.Command{
 		Use:                demo.ServiceCommand + " -addr HOST:PORT -dir DIR",
 		Short:              "Serve one demo service (run by the units of `rollout demo`)",
-		Example:            "  rollout demo-service -addr 127.0.0.1:41001 -dir /tmp/rollout-demo-1/srv/sso.api",
+		Example:            "  rollout demo-service -addr 127.0.0.1:41001 -dir /tmp/rollout-demo-1/apps/sso.api/current",
 		Hidden:             true,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {

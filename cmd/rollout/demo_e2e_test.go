@@ -32,6 +32,7 @@ type demoEnv struct {
 	t      *testing.T
 	tmp    string // the demo's TMPDIR: must be empty afterwards
 	events string
+	path   string // PATH for the demo; "" keeps ours
 }
 
 func newDemoEnv(t *testing.T) *demoEnv {
@@ -52,7 +53,42 @@ func newDemoEnv(t *testing.T) *demoEnv {
 func (e *demoEnv) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(buildRollout(e.t), append([]string{"demo", "--events", e.events}, args...)...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+e.tmp, "NO_COLOR=1")
+	if e.path != "" {
+		cmd.Env = append(cmd.Env, "PATH="+e.path)
+	}
 	return cmd
+}
+
+// pathWithout returns a PATH of one directory that holds a link to every
+// program on the current PATH except the ones named: a machine on which
+// they were never installed.
+func pathWithout(t *testing.T, programs ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, en := range entries {
+			if slices.Contains(programs, en.Name()) {
+				continue
+			}
+			link := filepath.Join(dir, en.Name())
+			if _, err := os.Lstat(link); err == nil {
+				continue // an earlier PATH entry wins, as for the shell
+			}
+			if err := os.Symlink(filepath.Join(d, en.Name()), link); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, p := range programs {
+		if found, err := exec.LookPath(filepath.Join(dir, p)); err == nil {
+			t.Fatalf("%s is still reachable as %s", p, found)
+		}
+	}
+	return dir
 }
 
 func (e *demoEnv) run(args ...string) runResult {
@@ -181,13 +217,19 @@ func serviceEvents(evs []executor.Event, service string) []string {
 // outcome and that nothing is left behind. The subtests run one after the
 // other: the leftover scan looks for any demo-service process.
 func TestDemoE2E(t *testing.T) {
-	t.Run("succeeds", func(t *testing.T) {
+	// The README's first command on a fresh machine: no rsync installed.
+	// The demo deploys with the release step, which copies in Go.
+	t.Run("succeeds without rsync", func(t *testing.T) {
 		e := newDemoEnv(t)
+		e.path = pathWithout(t, "rsync")
 		res := e.run("--no-tty")
 		if res.Code != exitOK {
 			t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", res.Code, res.Stdout, res.Stderr)
 		}
 		evs := e.readEvents()
+		if strings.Contains(res.Stdout+res.Stderr, "executable file not found") {
+			t.Errorf("the demo missed a program:\n%s\n%s", res.Stdout, res.Stderr)
+		}
 		if got := eventNames(evs, nil); !slices.Contains(got, "RUN_SUCCESS") || slices.Contains(got, "ROLLBACK_START") {
 			t.Errorf("events %v: want RUN_SUCCESS and no rollback", got)
 		}

@@ -50,7 +50,8 @@ type Service struct {
 	Name    string
 	Unit    string
 	Port    int
-	Dir     string // working_dir: the code at v1
+	Dir     string // working_dir: BASE/current, a link to the release it runs
+	Base    string // BASE: releases/ID, current
 	Release string // what --deploy ships: v2
 	Log     string
 }
@@ -165,7 +166,7 @@ func (p *Platform) Setup(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(w, "rollout demo: %s.\n", p.Manager.Describe)
-	fmt.Fprintf(w, "Demo directory: %s (code in srv/, releases in release/, the plan in demo.hcl)\n", p.Dir)
+	fmt.Fprintf(w, "Demo directory: %s (each service in apps/NAME/releases, run from apps/NAME/current; v2 in release/; the plan in demo.hcl)\n", p.Dir)
 
 	p.sd, err = steps.Connect(context.Background(), steps.ConnectOptions{Address: p.Manager.Address, CallTimeout: 10 * time.Second, JobTimeout: 30 * time.Second})
 	if err != nil {
@@ -250,11 +251,15 @@ func servicesOf(plan *planner.Plan, dir string) ([]*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("demo service %s: %w", svc.Name, err)
 		}
+		if filepath.Base(svc.WorkingDir) != "current" {
+			return nil, fmt.Errorf("demo service %s has working_dir %s, which is not a release's current link", svc.Name, svc.WorkingDir)
+		}
 		services = append(services, &Service{
 			Name:    svc.Name,
 			Unit:    svc.Unit,
 			Port:    port,
 			Dir:     svc.WorkingDir,
+			Base:    filepath.Dir(svc.WorkingDir),
 			Release: filepath.Join(dir, "release", svc.Name),
 			Log:     filepath.Join(dir, "logs", svc.Name+".log"),
 		})
@@ -286,8 +291,8 @@ func healthPort(h *planner.Health) (int, error) {
 	return port, nil
 }
 
-// layout writes each service's code (v1) and release (v2, or a broken v2
-// for Break).
+// layout writes each service's first release (v1, current) and what
+// --deploy ships (v2, or a broken v2 for Break).
 func (p *Platform) layout() error {
 	write := func(path, content string) error {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -295,13 +300,16 @@ func (p *Platform) layout() error {
 		}
 		return os.WriteFile(path, []byte(content), 0o644)
 	}
+	// Release ids sort by time; v1 is a minute old, so the run's v2 sorts
+	// after it.
+	v1 := time.Now().UTC().Add(-time.Minute).Format("20060102T150405Z") + "-v1"
 	for _, s := range p.Services {
 		if !strings.HasPrefix(s.Dir, p.Dir+string(filepath.Separator)) {
 			return fmt.Errorf("demo service %s has working_dir %s outside the demo directory", s.Name, s.Dir)
 		}
 		files := map[string]string{
-			filepath.Join(s.Dir, "VERSION"):     "v1\n",
-			filepath.Join(s.Release, "VERSION"): "v2\n",
+			filepath.Join(s.Base, "releases", v1, "VERSION"): "v1\n",
+			filepath.Join(s.Release, "VERSION"):              "v2\n",
 		}
 		if s.Name == p.Break {
 			files[filepath.Join(s.Release, "VERSION")] = "v2-broken\n"
@@ -311,6 +319,9 @@ func (p *Platform) layout() error {
 			if err := write(path, content); err != nil {
 				return err
 			}
+		}
+		if err := os.Symlink("releases/"+v1, s.Dir); err != nil {
+			return err
 		}
 	}
 	return os.MkdirAll(filepath.Join(p.Dir, "logs"), 0o755)

@@ -46,7 +46,7 @@ func TestDemoPlan(t *testing.T) {
 	}
 	ports := map[int]string{}
 	for _, s := range services {
-		if want := "/srv/demo/srv/" + s.Name; s.Dir != want {
+		if want := "/srv/demo/apps/" + s.Name + "/current"; s.Dir != want {
 			t.Errorf("%s: working_dir %s, want %s", s.Name, s.Dir, want)
 		}
 		if want := "/srv/demo/release/" + s.Name; s.Release != want {
@@ -63,12 +63,14 @@ func TestDemoPlan(t *testing.T) {
 	for _, s := range plan.Services {
 		deploy := false
 		for _, st := range s.Steps {
-			if st.Type == "rsync" {
+			// The release step needs no external program: the demo
+			// runs on a machine without rsync.
+			if st.Type == "release" {
 				deploy = true
 			}
 		}
 		if !deploy {
-			t.Errorf("%s: no rsync step under --deploy: it would not move to v2", s.Name)
+			t.Errorf("%s: no release step under --deploy: it would not move to v2", s.Name)
 		}
 	}
 
@@ -300,13 +302,13 @@ func portOf(t *testing.T, addr net.Addr) int {
 // TestUnitText: the unit runs the copied binary's demo-service command,
 // with paths quoted so that a TMPDIR with spaces still works.
 func TestUnitText(t *testing.T) {
-	s := &Service{Name: "sso.api", Port: 41001, Dir: "/tmp/my demo/srv/sso.api", Log: "/tmp/my demo/logs/sso.api.log"}
+	s := &Service{Name: "sso.api", Port: 41001, Dir: "/tmp/my demo/apps/sso.api/current", Log: "/tmp/my demo/logs/sso.api.log"}
 	got := unitText(s, "/tmp/my demo/bin/rollout")
 	for _, want := range []string{
 		"Description=rollout demo service sso.api\n",
 		"Type=exec\n",
-		`ExecStart="/tmp/my demo/bin/rollout" demo-service -addr 127.0.0.1:41001 -dir "/tmp/my demo/srv/sso.api"` + "\n",
-		"WorkingDirectory=/tmp/my demo/srv/sso.api\n",
+		`ExecStart="/tmp/my demo/bin/rollout" demo-service -addr 127.0.0.1:41001 -dir "/tmp/my demo/apps/sso.api/current"` + "\n",
+		"WorkingDirectory=/tmp/my demo/apps/sso.api/current\n",
 		"StandardOutput=append:/tmp/my demo/logs/sso.api.log\n",
 	} {
 		if !strings.Contains(got, want) {
