@@ -46,6 +46,8 @@ type Config struct {
 	Pipelines []*Pipeline
 	Services  []*Service
 	Plans     []*Plan
+	// Notifications are the notify blocks, in declaration order.
+	Notifications []*Notify
 }
 
 // Variable is a `variable "name" { default = ... description = "..." }` block.

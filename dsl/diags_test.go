@@ -41,6 +41,8 @@ func TestDiagnostics(t *testing.T) {
 		{"bad_select", nil, []string{"Unsupported selection key", `Invalid value for "max_unavailable"`}},
 		{"duplicate_blocks", nil, []string{"Duplicate variable", "Duplicate defaults block"}},
 		{"health_kind_args", nil, []string{"Missing required argument", "Unsupported argument", "Empty command"}},
+		{"bad_notify", nil, []string{"Invalid URL", "Unknown event", "Header values in the plan", "Credentials in URL", "Unsupported argument",
+			"Invalid environment variable name", "Invalid header name", "Unknown notification kind", "Duplicate notification"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,6 +41,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: blockPipeline, LabelNames: []string{"name"}},
 		{Type: blockService, LabelNames: []string{"name"}},
 		{Type: blockPlan, LabelNames: []string{"name"}},
+		{Type: blockNotify, LabelNames: []string{"kind", "name"}},
 	},
 }
 
@@ -310,6 +311,7 @@ func (l *loader) decode() {
 	seenPipelines := map[string]*Pipeline{}
 	seenServices := map[string]*Service{}
 	seenPlans := map[string]*Plan{}
+	seenNotify := map[string]*Notify{}
 	for _, f := range l.files {
 		for _, block := range f.content.Blocks {
 			switch block.Type {
@@ -354,6 +356,18 @@ func (l *loader) decode() {
 				}
 				seenPlans[p.Name] = p
 				l.cfg.Plans = append(l.cfg.Plans, p)
+			case blockNotify:
+				n, diags := decodeNotifyBlock(block, ctx)
+				l.diags = append(l.diags, diags...)
+				if n == nil {
+					continue
+				}
+				if prev, dup := seenNotify[n.Ref()]; dup {
+					l.diags = append(l.diags, duplicate("notification", n.Kind+" "+n.Name, prev.NameRange, n.NameRange))
+					continue
+				}
+				seenNotify[n.Ref()] = n
+				l.cfg.Notifications = append(l.cfg.Notifications, n)
 			}
 		}
 	}

@@ -17,6 +17,10 @@ const (
 	RollbackStart         = "ROLLBACK_START"
 	RollbackSuccess       = "ROLLBACK_SUCCESS"
 	RollbackFailed        = "ROLLBACK_FAILED"
+	// NotifyFailed records a notification (a notify block of the plan)
+	// that could not be delivered; Cause holds the event it was for. It
+	// never changes the run's result.
+	NotifyFailed = "NOTIFY_FAILED"
 )
 
 // Event is one line of the events log. The first eight fields are the

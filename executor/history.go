@@ -21,7 +21,9 @@ type RunSummary struct {
 	// RollbackFailed services need a person.
 	RollbackFailed []string `json:"rollback_failed"`
 	Skipped        []string `json:"skipped"`
-	Events         []Event  `json:"-"`
+	// NotifyFailed counts the notifications that were not delivered.
+	NotifyFailed int     `json:"notify_failed,omitempty"`
+	Events       []Event `json:"-"`
 }
 
 // Duration is how long the run took, or how long it ran before its last
@@ -89,6 +91,8 @@ func Summarize(events []Event) []RunSummary {
 			s.RollbackFailed = append(s.RollbackFailed, e.Service)
 		case ServiceSkipped:
 			s.Skipped = append(s.Skipped, e.Service)
+		case NotifyFailed:
+			s.NotifyFailed++
 		}
 	}
 	for i := range runs {

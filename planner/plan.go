@@ -92,8 +92,27 @@ type Plan struct {
 	MaxFailures int
 	Batches     []Batch
 	EventsLog   string // defaults.events_log, "" when unset
+	// Notifications are the plan's notify blocks with defaults applied,
+	// in declaration order; every run of the plan sends them.
+	Notifications []Notification
 
 	DeclRange hcl.Range // the plan block, or the root file's start
+}
+
+// Notification is a notify block with its defaults applied: where to send
+// which events. Secrets are not here, only the names of the environment
+// variables that hold them.
+type Notification struct {
+	Kind       string // dsl.NotifyWebhook or dsl.NotifySlack
+	Name       string
+	URL        string // "" when URLFromEnv is set
+	URLFromEnv string
+	Events     []string
+	// HeadersFromEnv maps a header name to the environment variable that
+	// holds its value.
+	HeadersFromEnv map[string]string
+	Timeout        time.Duration // one attempt
+	Retries        int           // attempts after the first
 }
 
 // Service is one selected service with its pipeline instantiated.

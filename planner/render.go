@@ -31,6 +31,9 @@ func RenderText(w io.Writer, p *Plan) error {
 		fmt.Fprintf(&b, "  batch: at most %d at once of types [%s] tags [%s]\n",
 			batch.MaxUnavailable, strings.Join(batch.Types, ", "), strings.Join(batch.Tags, ", "))
 	}
+	for _, n := range p.Notifications {
+		writeNotificationText(&b, n)
+	}
 	byName := servicesByName(p)
 	for i, wave := range p.Waves {
 		fmt.Fprintf(&b, "\nWave %d\n", i+1)
@@ -87,6 +90,18 @@ func writeServiceText(b *strings.Builder, svc *Service, estimate Span) {
 		}
 		b.WriteString("\n")
 	}
+}
+
+func writeNotificationText(b *strings.Builder, n Notification) {
+	fmt.Fprintf(b, "  notify %s %q: %s, events %s", n.Kind, n.Name, n.Target(), strings.Join(n.Events, ", "))
+	if len(n.HeadersFromEnv) > 0 {
+		var hs []string
+		for _, h := range sortedKeys(n.HeadersFromEnv) {
+			hs = append(hs, h+" from $"+n.HeadersFromEnv[h])
+		}
+		fmt.Fprintf(b, ", headers %s", strings.Join(hs, ", "))
+	}
+	fmt.Fprintf(b, ", timeout %s, retries %d\n", n.Timeout, n.Retries)
 }
 
 func healthText(h *Health) string {

@@ -19,12 +19,23 @@ type (
 		MaxFailures  int                 `json:"max_failures,omitempty"`
 		EventsLog    string              `json:"events_log,omitempty"`
 		Batches      []jsonBatch         `json:"batches,omitempty"`
+		Notify       []jsonNotify        `json:"notify,omitempty"`
 		Services     []jsonService       `json:"services"`
 		Order        []string            `json:"order"`
 		Waves        [][]string          `json:"waves"`
 		CriticalPath jsonCritical        `json:"critical_path"`
 		Estimates    map[string]jsonSpan `json:"estimates"`
 		Sequential   jsonSpan            `json:"sequential_estimate"`
+	}
+	jsonNotify struct {
+		Kind           string            `json:"kind"`
+		Name           string            `json:"name"`
+		URL            string            `json:"url,omitempty"`
+		URLFromEnv     string            `json:"url_from_env,omitempty"`
+		Events         []string          `json:"events"`
+		HeadersFromEnv map[string]string `json:"headers_from_env,omitempty"`
+		Timeout        string            `json:"timeout"`
+		Retries        int               `json:"retries"`
 	}
 	jsonBatch struct {
 		Types          []string `json:"types"`
@@ -101,6 +112,12 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	}
 	for _, b := range p.Batches {
 		out.Batches = append(out.Batches, jsonBatch{Types: nonNil(b.Types), Tags: nonNil(b.Tags), MaxUnavailable: b.MaxUnavailable})
+	}
+	for _, n := range p.Notifications {
+		out.Notify = append(out.Notify, jsonNotify{
+			Kind: n.Kind, Name: n.Name, URL: n.URL, URLFromEnv: n.URLFromEnv, Events: nonNil(n.Events),
+			HeadersFromEnv: n.HeadersFromEnv, Timeout: n.Timeout.String(), Retries: n.Retries,
+		})
 	}
 	for _, svc := range p.Services {
 		js := jsonService{

@@ -171,6 +171,7 @@ func (c *compiler) order(block *dsl.Plan, services []*Service, selected []bool) 
 	if c.cfg.Defaults.EventsLogSet {
 		plan.EventsLog = c.cfg.Defaults.EventsLog
 	}
+	plan.Notifications = notifications(c.cfg.Notifications)
 	if block != nil {
 		plan.Name = block.Name
 		plan.DeclRange = block.DeclRange

@@ -157,6 +157,9 @@ func writeRunDetail(w io.Writer, r executor.RunSummary, evs []executor.Event) er
 			fmt.Fprintf(w, "  %s: %s\n", line.label, strings.Join(line.names, ", "))
 		}
 	}
+	if r.NotifyFailed > 0 {
+		fmt.Fprintf(w, "  notifications not sent: %d (NOTIFY_FAILED below)\n", r.NotifyFailed)
+	}
 	fmt.Fprintln(w)
 	for _, e := range evs {
 		if s := runview.Line(e); s != "" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/interrupt"
+	"github.com/rollout-sh/rollout/internal/notify"
 	"github.com/rollout-sh/rollout/internal/runview"
 	"github.com/rollout-sh/rollout/planner"
 	"github.com/rollout-sh/rollout/steps"
@@ -133,6 +134,8 @@ func runRun(opts *RunOptions) error {
 	stopSignals := watchSignals(opts, cancel, abort)
 	defer stopSignals()
 
+	notifier := startNotifier(plan, sink, notify.Options{})
+
 	out := runview.NewPrinter(opts.IO.Out, opts.IO.ErrOut, opts.JSON)
 	observe := out.Observe
 	var live *runview.Live
@@ -152,7 +155,7 @@ func runRun(opts *RunOptions) error {
 		PlanFile:    absPath(opts.File),
 		EventsLog:   absPath(eventsPath),
 		Abort:       abort,
-		Events:      sink,
+		Events:      notifier.sink(),
 		Observe:     observe,
 	})
 	if live != nil {
@@ -167,6 +170,7 @@ func runRun(opts *RunOptions) error {
 		return usageError("%v", runErr)
 	}
 	out.Summary(plan, res, eventsPath)
+	notifier.finish(opts.IO.ErrOut)
 	if runErr != nil {
 		fmt.Fprintf(opts.IO.ErrOut, "rollout: %v\n", runErr)
 	}

@@ -98,6 +98,8 @@ func Line(e executor.Event) string {
 		return fmt.Sprintf("%s: rolled back%s", e.Service, took)
 	case executor.RollbackFailed:
 		return fmt.Sprintf("%s: ROLLBACK FAILED%s: %s\n%s", e.Service, took, e.Error, indent(e.Message, "    "))
+	case executor.NotifyFailed:
+		return fmt.Sprintf("%s: %s", e.Message, e.Error)
 	}
 	return ""
 }

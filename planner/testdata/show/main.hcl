@@ -111,3 +111,14 @@ plan "platform" {
   max_parallel = 2
   on_failure   = "continue"
 }
+
+notify "webhook" "ops" {
+  url              = "https://hooks.example.com/rollout"
+  events           = ["RUN_FAILED", "ROLLBACK_FAILED"]
+  headers_from_env = { Authorization = "OPS_TOKEN" }
+  timeout          = "3s"
+}
+
+notify "slack" "deploys" {
+  url_from_env = "SLACK_WEBHOOK_URL"
+}
