@@ -80,6 +80,8 @@ restart goes wrong.`,
 	root.AddCommand(NewCmdRun(io, nil))
 	root.AddCommand(NewCmdEvents(io, nil))
 	root.AddCommand(NewCmdRecover(io, nil))
+	root.AddCommand(NewCmdRollback(io, nil))
+	root.AddCommand(NewCmdReleases(io, nil))
 	root.AddCommand(NewCmdDemo(io, nil))
 	root.AddCommand(newCmdDemoService())
 	addCompletionExamples(root)

@@ -98,7 +98,13 @@ func runRun(opts *RunOptions) error {
 	if opts.Flags.DryRun {
 		return dryRun(opts, plan)
 	}
+	return executePlan(opts, plan)
+}
 
+// executePlan runs a compiled plan with the run's safety: the lock, the
+// journal, events, signals, the live view and the exit status. `rollback`
+// runs its generated plan through it too.
+func executePlan(opts *RunOptions, plan *planner.Plan) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The backend lives on its own context: the first interrupt cancels

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rollout-sh/rollout/steps"
+)
+
+// ReleasesOptions are the inputs of `rollout releases`.
+type ReleasesOptions struct {
+	IO    *IOStreams
+	File  string
+	Flags planFlags // --var, --plan, --service
+	JSON  bool
+}
+
+// NewCmdReleases builds `releases`.
+func NewCmdReleases(io *IOStreams, runF func(*ReleasesOptions) error) *cobra.Command {
+	opts := &ReleasesOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "releases FILE [--service NAME]... [--var K=V]... [--json]",
+		Short: "List each service's releases: which is current, which are marked bad",
+		Long: `List the releases of each selected service whose pipeline has a release
+step, oldest first: the release id, whether it is current, and whether
+` + "`rollout rollback`" + ` left it (marked bad: the next rollback skips it). It reads
+the release directories only; it changes nothing.`,
+		Example: `  rollout releases plans/platform.hcl --service sso.api
+  rollout releases plans/platform.hcl --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.File = args[0]
+			if err := opts.Flags.check(cmd.Flags()); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return releasesRun(opts)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringArrayVar(&opts.Flags.Vars, "var", nil, "set a plan variable, `K=V` (repeatable)")
+	fs.StringVar(&opts.Flags.Plan, "plan", "", "the plan block to use when the file has several")
+	fs.StringArrayVar(&opts.Flags.Services, "service", nil, "list only this service (repeatable)")
+	fs.BoolVar(&opts.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+// serviceReleases is one service in `rollout releases`.
+type serviceReleases struct {
+	Service  string          `json:"service"`
+	Base     string          `json:"base"`
+	Current  string          `json:"current"`
+	Releases []steps.Release `json:"releases"`
+	Error    string          `json:"error,omitempty"`
+}
+
+func releasesRun(opts *ReleasesOptions) error {
+	f := opts.Flags
+	f.Deploy = true // release steps behind `if = run.deploy` count
+	c, err := loadForRun(opts.IO, opts.File, &f)
+	if err != nil {
+		return err
+	}
+	var out []serviceReleases
+	failed := false
+	for _, svc := range c.Plan.Services {
+		base, ok, err := steps.ReleaseBase(svc)
+		if !ok {
+			continue
+		}
+		sr := serviceReleases{Service: svc.Name, Base: base, Releases: []steps.Release{}}
+		if err == nil {
+			var rels []steps.Release
+			rels, sr.Current, err = steps.Releases(base)
+			if rels != nil {
+				sr.Releases = rels
+			}
+		}
+		if err != nil {
+			sr.Error = err.Error()
+			failed = true
+		}
+		out = append(out, sr)
+	}
+	if len(out) == 0 && !opts.JSON {
+		fmt.Fprintf(opts.IO.ErrOut, "rollout: no selected service of %s deploys with a release step\n", opts.File)
+		return nil
+	}
+	if opts.JSON {
+		if out == nil {
+			out = []serviceReleases{}
+		}
+		enc := json.NewEncoder(opts.IO.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"services": out}); err != nil {
+			return err
+		}
+	} else {
+		writeReleases(opts.IO, out)
+	}
+	if failed {
+		return silentExit(exitFailed)
+	}
+	return nil
+}
+
+func writeReleases(io *IOStreams, services []serviceReleases) {
+	for i, s := range services {
+		if i > 0 {
+			fmt.Fprintln(io.Out)
+		}
+		fmt.Fprintf(io.Out, "%s  %s\n", s.Service, s.Base)
+		if s.Error != "" {
+			fmt.Fprintf(io.Out, "  cannot read: %s\n", s.Error)
+			continue
+		}
+		if len(s.Releases) == 0 {
+			fmt.Fprintln(io.Out, "  no releases yet")
+			continue
+		}
+		tw := tabwriter.NewWriter(io.Out, 0, 0, 2, ' ', 0)
+		for _, r := range s.Releases {
+			var notes []string
+			if r.Current {
+				notes = append(notes, "current")
+			}
+			if r.Bad != "" {
+				notes = append(notes, "bad: "+r.Bad)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\n", r.ID, strings.Join(notes, "; "))
+		}
+		tw.Flush()
+	}
+}
