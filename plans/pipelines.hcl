@@ -19,6 +19,16 @@ pipeline "api" {
     # The host's .env is not in the build; --delete must not remove it.
     exclude = [".env"]
   }
+  # Or deploy releases instead of rewriting the code in place: no rsync, a
+  # failed restart and `rollout rollback` switch back in one rename (see
+  # docs/plan-language.md, "Releases"). Point the service's working_dir
+  # (and its unit) at BASE/current and use, in place of the step above:
+  #
+  #   step "release" "deploy" {
+  #     if     = run.deploy
+  #     from   = run.deploy_path
+  #     shared = [".env"]        # BASE/shared/.env, linked into every release
+  #   }
 
   step "exec" "migrate" {
     if      = !run.skip_migrations
