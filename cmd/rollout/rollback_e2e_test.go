@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/systemdtest"
@@ -213,5 +215,43 @@ func TestRollbackOfTheRollback(t *testing.T) {
 	evs := p.readEvents()
 	if got := serviceEvents(evs, api.Name); !slices.Contains(got, "ROLLBACK_SUCCESS") {
 		t.Errorf("app.api events %v, want ROLLBACK_SUCCESS", got)
+	}
+}
+
+// TestReleaseCrashThenRecover: a run killed (SIGKILL) after its release
+// step switched `current` and the service restarted on v2; `rollout
+// recover` switches `current` back from the journal, removes the new
+// release and restarts the service on v1.
+func TestReleaseCrashThenRecover(t *testing.T) {
+	p, svcs, _ := releasePlatform(t)
+	api := svcs[0]
+	plan := p.writePlan("slow.hcl", strings.Replace(releasePipeline, `duration = "200ms"`, `duration = "20s"`, 1)+api.serviceHCL(`type = "api"`))
+	p.release(api, "v2", nil)
+	s := p.start("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", filepath.Join(p.dir, "release"))
+	p.waitForEvent(s, 30*time.Second, stepEvent(executor.StepSuccess, api.Name, "restart"))
+	s.signal(t, syscall.SIGKILL)
+	s.wait(t, 10*time.Second)
+	p.waitHealthy(api)
+	if v, _ := p.get(api, "/version"); v != "v2" {
+		t.Fatalf("before recovery app.api serves %q, want v2 (the kill came too early?)", v)
+	}
+
+	r := p.rollout("recover", "--user")
+	if r.Code != 0 {
+		t.Fatalf("recover: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "point "+filepath.Join(p.dir, "apps", api.Name, "current")+" back at releases/"+firstRelease) {
+		t.Errorf("recover does not say it switches current back:\n%s", r.Stderr)
+	}
+	if v, code := p.get(api, "/version"); v != "v1" || code != 200 {
+		t.Errorf("after recover app.api serves %q (HTTP %d), want v1", v, code)
+	}
+	entries, _ := os.ReadDir(filepath.Join(p.dir, "apps", api.Name, "releases"))
+	if len(entries) != 1 || entries[0].Name() != firstRelease {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("releases after recover: %v, want only %s", names, firstRelease)
 	}
 }
