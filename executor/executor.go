@@ -42,6 +42,19 @@ type Reopener interface {
 	Reopen(ctx context.Context, env *Env) error
 }
 
+// Readmitter is an optional interface of an Undo that belongs after the
+// service is back: putting an instance back into a load balancer's traffic
+// (the undo of a drain). The rollback runs such undos last, after every
+// Reopen, since a drain pushed before a restart would otherwise send
+// traffic to a stopped unit; and only when every Reopen succeeded, since a
+// service that did not come back must stay out of traffic. A readmission
+// that was held back is reported as not restored.
+type Readmitter interface {
+	Undo
+	// Readmit marks the interface; it does nothing.
+	Readmit()
+}
+
 // Committer is an optional interface of an Undo. Commit cleans up what an
 // Undo kept for a rollback that is no longer needed, e.g. a code snapshot.
 // The executor calls it after the service restarted successfully; an error

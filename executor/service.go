@@ -227,8 +227,14 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry) bool {
 	var failures []string // "step: error", for the event's Error
 	var unrestored []string
 	var reopens []undoEntry
+	var readmits []int // stack indexes, in pop order
+	reopenFailed := false
 	for k := len(stack) - 1; k >= 0; k-- {
 		e := stack[k]
+		if _, ok := e.undo.(Readmitter); ok && !e.undone {
+			readmits = append(readmits, k)
+			continue
+		}
 		desc := describe(e.undo)
 		var err error
 		if !e.undone {
@@ -256,6 +262,24 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry) bool {
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("%s (reopen): %v", e.step.Name, err))
 			unrestored = append(unrestored, desc)
+			reopenFailed = true
+		}
+	}
+	for _, k := range readmits {
+		e := stack[k]
+		desc := describe(e.undo)
+		if reopenFailed {
+			// Held back: traffic to a service that is not back would fail.
+			failures = append(failures, fmt.Sprintf("%s: not done, the service did not come back", e.step.Name))
+			unrestored = append(unrestored, desc)
+			continue
+		}
+		err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) })
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("%s: %v", e.step.Name, err))
+			unrestored = append(unrestored, desc)
+		} else {
+			r.jr.undone(svc, k)
 		}
 	}
 

@@ -42,6 +42,19 @@ func TestRollbackOrder(t *testing.T) {
 			},
 		},
 		{
+			// A drain before the restart is undone (back into traffic)
+			// after the unit is started and verified, not while it is
+			// stopped.
+			name:     "readmission after the reopen",
+			steps:    []string{"drain", "backup", "restart", "ready_check", "verify"},
+			undos:    map[string]string{"drain": "readmitter", "backup": "undo", "restart": "reopener"},
+			failStep: "verify",
+			wantCalls: []string{
+				"do a/drain", "do a/backup", "do a/restart", "do a/ready_check", "do a/verify",
+				"undo restart", "undo backup", "reopen restart", "undo drain",
+			},
+		},
+		{
 			name:      "undo returned with the error is pushed",
 			steps:     []string{"backup", "deploy"},
 			undos:     map[string]string{"backup": "undo", "deploy": "undo"},
@@ -68,6 +81,8 @@ func TestRollbackOrder(t *testing.T) {
 					undo = &fakeUndo{name: st, rec: rec}
 				case "reopener":
 					undo = &fakeReopener{fakeUndo: fakeUndo{name: st, rec: rec}}
+				case "readmitter":
+					undo = &fakeReadmitter{fakeUndo: fakeUndo{name: st, rec: rec}}
 				}
 				var err error
 				if st == tt.failStep {
