@@ -31,6 +31,9 @@ const (
 	TypeStart           = "start"
 	TypeStop            = "stop"
 	TypeStabilize       = "stabilize"
+	TypeHAProxyDrain    = "haproxy_drain"
+	TypeHAProxyReady    = "haproxy_ready"
+	TypeNginxUpstream   = "nginx_upstream"
 )
 
 // Types returns the built-in step types for the planner: their argument
@@ -48,12 +51,20 @@ func Types() map[string]planner.StepType {
 		unitJobStepType(TypeStart),
 		unitJobStepType(TypeStop),
 		stabilizeStepType(),
+		haproxyDrainStepType(),
+		haproxyReadyStepType(),
 	}
 	m := make(map[string]planner.StepType, len(types))
 	for _, t := range types {
 		m[t.Name] = t
 	}
 	return m
+}
+
+// noSystemd are the step types that build without a systemd backend.
+var noSystemd = map[string]bool{
+	TypeExec: true, TypeRsync: true, TypeRelease: true, TypeSwitchRelease: true,
+	TypeHAProxyDrain: true, TypeHAProxyReady: true, TypeNginxUpstream: true,
 }
 
 // Deps are what built steps need from outside.
@@ -88,7 +99,7 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 	if svc == nil || step == nil {
 		return nil, errors.New("steps: build called without a service or step")
 	}
-	needsSystemd := step.Type != TypeExec && step.Type != TypeRsync && step.Type != TypeRelease && step.Type != TypeSwitchRelease
+	needsSystemd := !noSystemd[step.Type]
 	if needsSystemd && b.sd == nil {
 		return nil, fmt.Errorf("step %q of service %q: no systemd backend", step.Name, svc.Name)
 	}
@@ -116,6 +127,10 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 		s, err = b.buildUnitJob(svc, step, r)
 	case TypeStabilize:
 		s, err = b.buildStabilize(svc, step, r)
+	case TypeHAProxyDrain:
+		s, err = b.buildHAProxyDrain(svc, step, r)
+	case TypeHAProxyReady:
+		s, err = b.buildHAProxyReady(svc, step, r)
 	default:
 		// The planner rejects unknown types; this guards a mismatch
 		// between the planner's type list and this switch.
