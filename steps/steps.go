@@ -53,6 +53,7 @@ func Types() map[string]planner.StepType {
 		stabilizeStepType(),
 		haproxyDrainStepType(),
 		haproxyReadyStepType(),
+		nginxUpstreamStepType(),
 	}
 	m := make(map[string]planner.StepType, len(types))
 	for _, t := range types {
@@ -131,6 +132,8 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 		s, err = b.buildHAProxyDrain(svc, step, r)
 	case TypeHAProxyReady:
 		s, err = b.buildHAProxyReady(svc, step, r)
+	case TypeNginxUpstream:
+		s, err = b.buildNginxUpstream(svc, step, r)
 	default:
 		// The planner rejects unknown types; this guards a mismatch
 		// between the planner's type list and this switch.

@@ -29,6 +29,9 @@ func TestTypesHaveNamesAndRollbacks(t *testing.T) {
 		TypeStart:           {rollback: true},
 		TypeStop:            {rollback: true},
 		TypeStabilize:       {check: true},
+		TypeHAProxyDrain:    {rollback: true},
+		TypeHAProxyReady:    {rollback: true},
+		TypeNginxUpstream:   {rollback: true},
 	}
 	types := Types()
 	if len(types) != len(want) {
