@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 # What the tests need besides Go: rsync (the rsync step), util-linux's
 # unshare and systemd (a private `systemd --user` manager), dbus and
 # dbus-user-session (its bus), tmux (a terminal for the live view's
-# tests), curl (the shell-loop benchmark, bench/).
+# tests), curl (the shell-loop benchmark, bench/), haproxy and nginx
+# (the load balancers in front of the zero-downtime tests' services).
 need=()
 command -v tmux >/dev/null || need+=(tmux)
 command -v curl >/dev/null || need+=(curl)
 command -v rsync >/dev/null || need+=(rsync)
+# The load balancers of the zero-downtime tests (steps, cmd/rollout).
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
 command -v unshare >/dev/null || need+=(util-linux)
 [ -x /usr/lib/systemd/systemd ] || need+=(systemd)
 command -v dbus-daemon >/dev/null || need+=(dbus)
@@ -21,7 +25,17 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "scripts/test.sh: installing ${need[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # Debian starts a service it installs (nginx on port 80, haproxy);
+    # the tests run their own, on loopback, so deny those starts.
+    deny=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 755 /usr/sbin/policy-rc.d
+      deny=/usr/sbin/policy-rc.d
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+      --no-install-recommends "${need[@]}" >/dev/null
+    [ -z "$deny" ] || rm -f "$deny"
   else
     echo "scripts/test.sh: missing ${need[*]}; install them (Debian: apt-get install ${need[*]})" >&2
   fi
