@@ -13,7 +13,8 @@
 //	              benchmark's health-detection latency starts there)
 //
 // Flags -ready-delay, -exit-after and -fail-start simulate slow startup, a
-// flapping service and a service that cannot start.
+// flapping service and a service that cannot start; -listen-early makes
+// the slow startup one that accepts connections and holds them.
 package demosvc
 
 import (
@@ -43,6 +44,7 @@ func Main(args []string) int {
 	readyDelay := fs.Duration("ready-delay", 0, "sleep before listening, to simulate startup")
 	exitAfter := fs.Duration("exit-after", 0, "exit 1 after this long, to simulate a flapping service")
 	failStart := fs.Bool("fail-start", false, "exit 1 at once")
+	listenEarly := fs.Bool("listen-early", false, "open the port at once and hold requests until -ready-delay has passed, as an app that binds before it has warmed up")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -63,6 +65,17 @@ func Main(args []string) int {
 		}
 	}()
 
+	var early net.Listener
+	if *listenEarly {
+		// Connections wait in the kernel's backlog until Serve: a
+		// client (or a proxy) that connects now waits for the warm-up.
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "demo-service: %v\n", err)
+			return 1
+		}
+		early = ln
+	}
 	if *readyDelay > 0 {
 		time.Sleep(*readyDelay)
 	}
@@ -73,10 +86,13 @@ func Main(args []string) int {
 		})
 	}
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "demo-service: %v\n", err)
-		return 1
+	ln := early
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", *addr); err != nil {
+			fmt.Fprintf(os.Stderr, "demo-service: %v\n", err)
+			return 1
+		}
 	}
 	readyAt := strconv.FormatInt(time.Now().UnixNano(), 10)
 	fmt.Printf("listening on %s pid %d\n", ln.Addr(), os.Getpid())

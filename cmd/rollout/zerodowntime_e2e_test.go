@@ -1,0 +1,504 @@
+package main
+
+// Zero-downtime restarts, proven under load (issue 11): a 3-instance HTTP
+// service (a template unit, instances on their own ports, each taking
+// 1.5 s to become ready as real APIs do) behind a real HAProxy or nginx,
+// all units of a real systemd --user manager, while a load generator
+// sends continuous requests through the proxy and counts the requests
+// that failed and those that took over a second.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/loadgen"
+	"github.com/rollout-sh/rollout/internal/proxytest"
+	"github.com/rollout-sh/rollout/internal/systemdtest"
+)
+
+// instanceReadyDelay is how long an instance takes from start to listening.
+const instanceReadyDelay = "1500ms"
+
+// zdPlatform is the service x@.service with instances 1..3 behind a load
+// balancer, all units of the platform's manager.
+type zdPlatform struct {
+	*platform
+	template string // rt-zd-x@.service
+	inst     []*zdInstance
+	lbPort   int
+	lbUnit   string
+	// HAProxy
+	socket string
+	// nginx
+	nginxConf, upstream, pidFile string
+}
+
+type zdInstance struct {
+	name    string // "1"
+	service string // api.1
+	unit    string // rt-zd-x@1.service
+	port    int
+	dir     string // working_dir
+	release string
+}
+
+func (i *zdInstance) addr() string { return fmt.Sprintf("127.0.0.1:%d", i.port) }
+
+func newZDPlatform(t *testing.T) *zdPlatform {
+	t.Helper()
+	p := &zdPlatform{platform: newPlatform(t), template: "rt-zd-x@.service"}
+	base := filepath.Join(p.dir, "x")
+	p.m.WriteUnitFile(t, p.template, fmt.Sprintf(`[Unit]
+Description=rollout zero-downtime test instance %%i
+
+[Service]
+Type=exec
+EnvironmentFile=%s/%%i.env
+ExecStart=%s -addr 127.0.0.1:${PORT} -dir %s/%%i -ready-delay %s -listen-early
+WorkingDirectory=%s/%%i
+StandardOutput=append:%s/%%i.log
+StandardError=inherit
+`, base, p.bin, base, instanceReadyDelay, base, base))
+	for _, name := range []string{"1", "2", "3"} {
+		in := &zdInstance{
+			name:    name,
+			service: "api." + name,
+			unit:    "rt-zd-x@" + name + ".service",
+			port:    systemdtest.FreePort(t),
+			dir:     filepath.Join(base, name),
+			release: filepath.Join(p.dir, "release", name),
+		}
+		writeFile(t, filepath.Join(base, name+".env"), fmt.Sprintf("PORT=%d\n", in.port))
+		writeFile(t, filepath.Join(in.dir, "VERSION"), "v1\n")
+		if err := os.MkdirAll(in.release, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p.inst = append(p.inst, in)
+	}
+	p.lbPort = systemdtest.FreePort(t)
+	return p
+}
+
+func (p *zdPlatform) backends() []proxytest.Backend {
+	var out []proxytest.Backend
+	for _, in := range p.inst {
+		out = append(out, proxytest.Backend{Name: "s" + in.name, Port: in.port})
+	}
+	return out
+}
+
+// withHAProxy adds HAProxy in front, as the unit rt-zd-haproxy.service.
+func (p *zdPlatform) withHAProxy() *zdPlatform {
+	bin := proxytest.Binary(p.t, "haproxy")
+	p.socket = filepath.Join(p.dir, "haproxy.sock")
+	cfg := filepath.Join(p.dir, "haproxy.cfg")
+	writeFile(p.t, cfg, proxytest.HAProxyConfig(proxytest.HAProxyOptions{
+		Port: p.lbPort, Socket: p.socket, Backend: "api", Servers: p.backends(), CheckURL: "/health",
+	}))
+	p.lbUnit = "rt-zd-haproxy.service"
+	p.m.WriteUnitFile(p.t, p.lbUnit, fmt.Sprintf(`[Unit]
+Description=HAProxy in front of the zero-downtime test service
+
+[Service]
+Type=exec
+ExecStart=%s -db -f %s
+StandardOutput=append:%s/haproxy.log
+StandardError=inherit
+`, bin, cfg, p.dir))
+	return p
+}
+
+// withNginx adds nginx in front, as the unit rt-zd-nginx.service.
+func (p *zdPlatform) withNginx() *zdPlatform {
+	bin := proxytest.Binary(p.t, "nginx")
+	dir := filepath.Join(p.dir, "nginx")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	p.nginxConf = filepath.Join(dir, "nginx.conf")
+	p.upstream = filepath.Join(dir, "upstream.conf")
+	p.pidFile = filepath.Join(dir, "nginx.pid")
+	writeFile(p.t, p.upstream, proxytest.NginxUpstream("api", p.backends()))
+	writeFile(p.t, p.nginxConf, proxytest.NginxConfig(proxytest.NginxOptions{Port: p.lbPort, Dir: dir, Upstream: "api", Include: p.upstream}))
+	p.lbUnit = "rt-zd-nginx.service"
+	p.m.WriteUnitFile(p.t, p.lbUnit, fmt.Sprintf(`[Unit]
+Description=nginx in front of the zero-downtime test service
+
+[Service]
+Type=exec
+ExecStart=%s -c %s
+ExecReload=%s -c %s -s reload
+StandardOutput=append:%s/nginx.out
+StandardError=inherit
+`, bin, p.nginxConf, bin, p.nginxConf, dir))
+	return p
+}
+
+// start starts the instances and the load balancer and waits until every
+// request through it succeeds.
+func (p *zdPlatform) start() {
+	p.t.Helper()
+	p.reload()
+	units := []string{p.lbUnit}
+	for _, in := range p.inst {
+		units = append(units, in.unit)
+	}
+	for _, u := range units {
+		p.startUnit(u)
+	}
+	for _, in := range p.inst {
+		deadline := time.Now().Add(20 * time.Second)
+		for !p.answers(fmt.Sprintf("http://%s/health", in.addr())) {
+			if time.Now().After(deadline) {
+				p.t.Fatalf("instance %s never answered", in.name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Every instance in the proxy's rotation: a run of good answers.
+	deadline := time.Now().Add(20 * time.Second)
+	for good := 0; good < 20; {
+		if p.answers(p.url()) {
+			good++
+		} else {
+			good = 0
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatal("the load balancer never answered 20 requests in a row")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p.socket != "" {
+		p.waitHAProxyUp()
+	}
+}
+
+func (p *zdPlatform) startUnit(unit string) {
+	p.t.Helper()
+	ch := make(chan string, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := p.conn().StartUnitContext(ctx, unit, "replace", ch); err != nil {
+		p.t.Fatalf("starting %s: %v", unit, err)
+	}
+	select {
+	case res := <-ch:
+		if res != "done" {
+			p.t.Fatalf("starting %s: job %s", unit, res)
+		}
+	case <-ctx.Done():
+		p.t.Fatalf("starting %s: timed out", unit)
+	}
+}
+
+// waitHAProxyUp waits until HAProxy's checks see every server up.
+func (p *zdPlatform) waitHAProxyUp() {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := p.haproxyStatus()
+		up := 0
+		for _, s := range st {
+			if s == "UP" {
+				up++
+			}
+		}
+		if up == len(p.inst) {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("HAProxy servers: %v, want all UP", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// haproxyStatus reads each server's status from HAProxy's admin socket.
+func (p *zdPlatform) haproxyStatus() map[string]string {
+	p.t.Helper()
+	out, err := haproxyCommand(p.socket, "show stat")
+	if err != nil {
+		p.t.Fatalf("HAProxy socket: %v", err)
+	}
+	st := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(line, ",")
+		if len(f) > 17 && f[0] == "api" && f[1] != "BACKEND" {
+			st[f[1]] = f[17]
+		}
+	}
+	return st
+}
+
+func (p *zdPlatform) url() string { return fmt.Sprintf("http://127.0.0.1:%d/version", p.lbPort) }
+
+func (p *zdPlatform) answers(url string) bool {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// plan writes a plan: the pipeline, the three instances as services
+// api.1..3 (unit x@N.service), and the plan block.
+func (p *zdPlatform) plan(pipeline, planBlock string) string {
+	var b strings.Builder
+	b.WriteString(pipeline)
+	for _, in := range p.inst {
+		fmt.Fprintf(&b, `
+service %q {
+  unit        = %q
+  type        = "api"
+  working_dir = %q
+  meta        = { instance = %q, lb_server = "s%s", addr = %q }
+  health "http" {
+    url      = "http://%s/health"
+    timeout  = "3s"
+    retries  = 2
+    interval = "100ms"
+  }
+}
+`, in.service, in.unit, in.dir, in.name, in.name, in.addr(), in.addr())
+	}
+	b.WriteString(planBlock)
+	return p.writePlan("plan.hcl", b.String())
+}
+
+// underLoad runs rollout with args while the load generator sends
+// requests through the load balancer, and returns both results.
+func (p *zdPlatform) underLoad(args ...string) (runResult, loadgen.Result) {
+	p.t.Helper()
+	l, err := loadgen.Start(loadgen.Options{
+		URL: p.url(), Workers: 4, Pause: 5 * time.Millisecond, KeepAlive: true,
+		MaxRequests: 200000, MaxDuration: 3 * time.Minute,
+	})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	// The load is flowing before the run and goes on a little after it,
+	// so that the last instance's return to traffic is under load too.
+	time.Sleep(300 * time.Millisecond)
+	r := p.rollout(args...)
+	time.Sleep(500 * time.Millisecond)
+	res := l.Stop()
+	if res.Requests == 0 {
+		p.t.Fatal("the load generator sent no request")
+	}
+	return r, res
+}
+
+func (p *zdPlatform) invocations() map[string]string {
+	out := map[string]string{}
+	for _, in := range p.inst {
+		out[in.name] = p.state(&testService{Unit: in.unit}).InvocationID
+	}
+	return out
+}
+
+func (p *zdPlatform) assertRestarted(before map[string]string, names ...string) {
+	p.t.Helper()
+	after := p.invocations()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for _, in := range p.inst {
+		restarted := after[in.name] != before[in.name]
+		if restarted != want[in.name] {
+			p.t.Errorf("instance %s restarted = %v, want %v", in.name, restarted, want[in.name])
+		}
+	}
+}
+
+const inPlacePipeline = `
+pipeline "api" {
+  step "restart" "restart" {}
+  step "health_check" "verify" {}
+}
+`
+
+// The reference's behaviour: every instance restarted in place at once.
+// The proxy has nothing to send requests to while they start: failures.
+func TestZeroDowntimeBaselineInPlace(t *testing.T) {
+	p := newZDPlatform(t).withHAProxy()
+	p.start()
+	before := p.invocations()
+	plan := p.plan(inPlacePipeline, `plan "all-at-once" { max_parallel = 3 }`)
+	r, load := p.underLoad("run", plan, "--user", "--events", p.events)
+	if r.Code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	p.assertRestarted(before, "1", "2", "3")
+	t.Logf("baseline, in-place restart of all instances at once behind HAProxy: %s", load)
+	if load.Failed == 0 {
+		t.Errorf("the baseline saw no failed request (%s): the proof below would prove nothing", load)
+	}
+}
+
+const haproxyPipeline = `
+pipeline "api" {
+  step "haproxy_drain" "drain" {
+    socket  = %q
+    backend = "api"
+    server  = service.meta.lb_server
+  }
+  step "rsync" "deploy" {
+    if   = run.deploy
+    from = "${run.deploy_path}/${service.meta.instance}"
+    to   = service.working_dir
+  }
+  step "restart" "restart" {}
+  step "health_check" "verify" {}
+  step "haproxy_ready" "ready" {
+    socket  = %q
+    backend = "api"
+    server  = service.meta.lb_server
+  }
+}
+`
+
+// Rolling, one instance at a time, each out of HAProxy's traffic before
+// it stops and back after it is verified: nobody notices.
+func TestZeroDowntimeRollingHAProxy(t *testing.T) {
+	p := newZDPlatform(t).withHAProxy()
+	p.start()
+	before := p.invocations()
+	plan := p.plan(fmt.Sprintf(haproxyPipeline, p.socket, p.socket), `plan "rolling" { max_parallel = 1 }`)
+	r, load := p.underLoad("run", plan, "--user", "--events", p.events)
+	if r.Code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	p.assertRestarted(before, "1", "2", "3")
+	t.Logf("rolling with HAProxy drain: %s", load)
+	if load.Failed != 0 || load.Slow != 0 {
+		t.Errorf("the client noticed the restart: %s", load)
+	}
+	for s, st := range p.haproxyStatus() {
+		if st != "UP" {
+			t.Errorf("after the run HAProxy's %s is %s, want UP", s, st)
+		}
+	}
+}
+
+// A broken release on instance 2: its verify fails, it is rolled back and
+// put back into traffic, instance 3 is never touched, and the load saw
+// nothing of it.
+func TestZeroDowntimeBrokenReleaseHAProxy(t *testing.T) {
+	p := newZDPlatform(t).withHAProxy()
+	for _, in := range p.inst {
+		writeFile(t, filepath.Join(in.release, "VERSION"), "v2\n")
+	}
+	writeFile(t, filepath.Join(p.inst[1].release, "UNHEALTHY"), "broken release\n")
+	p.start()
+	before := p.invocations()
+	plan := p.plan(fmt.Sprintf(haproxyPipeline, p.socket, p.socket), `plan "rolling" { max_parallel = 1 }`)
+	r, load := p.underLoad("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", filepath.Join(p.dir, "release"))
+	if r.Code != 1 {
+		t.Fatalf("exit %d, want 1 (a service failed and was rolled back)\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	t.Logf("broken release on instance 2, rolling with HAProxy drain: %s", load)
+	if load.Failed != 0 || load.Slow != 0 {
+		t.Errorf("the client noticed the failed release: %s", load)
+	}
+	// 1 restarted on v2; 2 restarted twice (release, rollback) and back on
+	// v1; 3 untouched.
+	p.assertRestarted(before, "1", "2")
+	for _, c := range []struct{ in, want string }{{"1", "v2"}, {"2", "v1"}, {"3", "v1"}} {
+		in := p.inst[c.in[0]-'1']
+		if got := strings.TrimSpace(readFile(t, filepath.Join(in.dir, "VERSION"))); got != c.want {
+			t.Errorf("instance %s runs %s, want %s", c.in, got, c.want)
+		}
+	}
+	if st := p.haproxyStatus(); st["s2"] != "UP" {
+		t.Errorf("after the rollback HAProxy's s2 is %s, want UP (back in traffic)", st["s2"])
+	}
+	// The rollback's order: stop, restore, start and verify, and only
+	// then back into traffic.
+	var rb []string
+	for _, e := range p.readEvents() {
+		if e.Service == "api.2" && e.Phase == "rollback" && e.Event == executor.StepSuccess {
+			rb = append(rb, e.Step)
+		}
+	}
+	if got, want := strings.Join(rb, " "), "restart deploy restart drain"; got != want {
+		t.Errorf("api.2's rollback steps: %q, want %q", got, want)
+	}
+	names := eventNames(p.readEvents(), func(e executor.Event) bool {
+		return e.Event == executor.RollbackSuccess || e.Event == executor.ServiceSkipped || e.Event == executor.ServiceRestartSuccess
+	})
+	if got, want := strings.Join(names, ", "), "SERVICE_RESTART_SUCCESS api.1, ROLLBACK_SUCCESS api.2, SERVICE_SKIPPED api.3"; got != want {
+		t.Errorf("events: %s\nwant: %s", got, want)
+	}
+}
+
+const nginxPipeline = `
+pipeline "api" {
+  step "nginx_upstream" "out" {
+    file     = %[1]q
+    server   = service.meta.addr
+    state    = "down"
+    nginx    = %[2]q
+    conf     = %[3]q
+    pid_file = %[4]q
+  }
+  step "restart" "restart" {}
+  step "health_check" "verify" {}
+  step "nginx_upstream" "in" {
+    file     = %[1]q
+    server   = service.meta.addr
+    state    = "up"
+    nginx    = %[2]q
+    conf     = %[3]q
+    pid_file = %[4]q
+  }
+}
+`
+
+// The same through nginx: the upstream file rewritten and nginx reloaded
+// gracefully around each instance's restart.
+func TestZeroDowntimeRollingNginx(t *testing.T) {
+	p := newZDPlatform(t).withNginx()
+	p.start()
+	before := p.invocations()
+	upstreamBefore := readFile(t, p.upstream)
+	plan := p.plan(fmt.Sprintf(nginxPipeline, p.upstream, proxytest.Binary(t, "nginx"), p.nginxConf, p.pidFile), `plan "rolling" { max_parallel = 1 }`)
+	r, load := p.underLoad("run", plan, "--user", "--events", p.events)
+	if r.Code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	p.assertRestarted(before, "1", "2", "3")
+	t.Logf("rolling with nginx upstream rewrite and reload: %s", load)
+	if load.Failed != 0 || load.Slow != 0 {
+		t.Errorf("the client noticed the restart: %s", load)
+	}
+	if got := readFile(t, p.upstream); got != upstreamBefore {
+		t.Errorf("the upstream file after the run:\n%s\nwant it as before:\n%s", got, upstreamBefore)
+	}
+}
+
+// haproxyCommand sends one command to HAProxy's admin socket and returns the answer.
+func haproxyCommand(socket, cmd string) (string, error) {
+	c, err := net.DialTimeout("unix", socket, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
