@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcled"
@@ -58,8 +59,9 @@ func writeDiagnostic(w *bufio.Writer, sources map[string][]byte, parsed map[stri
 		fmt.Fprintf(w, "  on %s:\n", where)
 		if line, ok := lineAt(src, r.Start.Line); ok {
 			prefix := fmt.Sprintf("%d: ", r.Start.Line)
-			fmt.Fprintf(w, "  %s%s\n", prefix, line)
-			fmt.Fprintf(w, "  %s%s\n", strings.Repeat(" ", len(prefix)), paint("31", caretLine(line, *r)))
+			shown, carets := ShownLine(line, *r)
+			fmt.Fprintf(w, "  %s%s\n", prefix, shown)
+			fmt.Fprintf(w, "  %s%s\n", strings.Repeat(" ", len(prefix)), paint("31", carets))
 		}
 		w.WriteString("\n")
 	}
@@ -76,7 +78,10 @@ func blockContext(parsed map[string]*hcl.File, name string, src []byte, off int)
 	}
 	f, ok := parsed[name]
 	if !ok {
-		f, _ = hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		// A file Load refused to parse is not parsed here either.
+		if CheckFileText(name, src) == nil {
+			f, _ = hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+		}
 		parsed[name] = f
 	}
 	if f == nil || f.Body == nil {
@@ -103,29 +108,74 @@ func lineAt(src []byte, n int) (string, bool) {
 	return strings.TrimRight(string(src), "\r"), true
 }
 
-// caretLine marks r's columns on its first line with carets. Whitespace
-// before the mark is copied from the line, so tabs line up.
-func caretLine(line string, r hcl.Range) string {
+// maxShownLine is how many characters of a source line a diagnostic
+// shows; a longer line (a minified or binary file) is cut around the
+// subject.
+const maxShownLine = 160
+
+// ShownLine returns a source line as it is safe to print in a terminal:
+// control characters escaped (\x1b, never the raw byte), and at most
+// maxShownLine characters, cut around r's start column. The second result
+// marks r's columns with carets beneath it. Whitespace before the mark is
+// copied from the line, so tabs line up.
+func ShownLine(line string, r hcl.Range) (shown, carets string) {
 	runes := []rune(line)
-	start := r.Start.Column - 1
-	if start < 0 {
-		start = 0
-	}
-	if start > len(runes) {
-		start = len(runes)
-	}
+	start := min(max(r.Start.Column-1, 0), len(runes))
 	end := len(runes)
 	if r.End.Line == r.Start.Line && r.End.Column-1 < end {
-		end = r.End.Column - 1
+		end = max(r.End.Column-1, start)
 	}
-	var sb strings.Builder
-	for _, c := range runes[:start] {
-		if c == '\t' {
-			sb.WriteRune('\t')
-		} else {
-			sb.WriteRune(' ')
+	pieces := make([]string, len(runes))
+	for i, c := range runes {
+		switch {
+		case c == '\t':
+			pieces[i] = "\t"
+		case c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0):
+			pieces[i] = fmt.Sprintf("\\x%02x", c)
+		case c == utf8.RuneError:
+			pieces[i] = "\\ufffd"
+		default:
+			pieces[i] = string(c)
 		}
 	}
-	sb.WriteString(strings.Repeat("^", max(end-start, 1)))
-	return sb.String()
+	from, to := 0, len(runes)
+	if width(pieces) > maxShownLine {
+		from = max(start-maxShownLine/4, 0)
+		w := 0
+		for to = from; to < len(pieces) && w+len([]rune(pieces[to])) <= maxShownLine; to++ {
+			w += len([]rune(pieces[to]))
+		}
+	}
+	var sb, cb strings.Builder
+	if from > 0 {
+		sb.WriteString("…")
+		cb.WriteString(" ")
+	}
+	for i := from; i < to; i++ {
+		sb.WriteString(pieces[i])
+		n := len([]rune(pieces[i]))
+		switch {
+		case i < start && pieces[i] == "\t":
+			cb.WriteString("\t")
+		case i < start:
+			cb.WriteString(strings.Repeat(" ", n))
+		case i < end:
+			cb.WriteString(strings.Repeat("^", n))
+		}
+	}
+	if to < len(runes) {
+		sb.WriteString("…")
+	}
+	if start >= end || start >= to {
+		cb.WriteString("^")
+	}
+	return sb.String(), strings.TrimRight(cb.String(), " ")
+}
+
+func width(pieces []string) int {
+	n := 0
+	for _, p := range pieces {
+		n += len([]rune(p))
+	}
+	return n
 }

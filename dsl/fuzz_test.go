@@ -28,6 +28,10 @@ func FuzzLoad(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// The hostile test's plan: 100,000 nested brackets. The fuzzer then
+	// mutates around the depth bound (Load must refuse, never recurse).
+	f.Add([]byte(deepPlan()))
+	f.Add([]byte("x = " + strings.Repeat("!", 20000) + "true\n"))
 	const other = `
 service "other" {
   unit = "other.service"

@@ -145,6 +145,13 @@ func (l *loader) readFile(name string, from *hcl.Range) {
 	l.cfg.Files = append(l.cfg.Files, name)
 	l.cfg.Sources[name] = src
 
+	if d := CheckFileText(name, src); d != nil {
+		// Parsing it could exhaust the stack (a fatal error, not a
+		// panic) or print a binary's bytes to the terminal.
+		l.diags = append(l.diags, d)
+		l.cfg.Incomplete = true
+		return
+	}
 	file, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() || file == nil || file.Body == nil {

@@ -3,6 +3,7 @@ package dsl
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -128,7 +129,7 @@ func variableFromFlag(v *Variable, raw string) (cty.Value, hcl.Diagnostics) {
 			Severity: hcl.DiagError,
 			Summary:  "Invalid value for variable",
 			Detail: fmt.Sprintf("`--var %s=%s` cannot be used: variable %q takes a %s, like its default, and %s. Pass a %s, for example %s.",
-				v.Name, raw, v.Name, ty.FriendlyName(), reason, ty.FriendlyName(), example(v.Name, ty)),
+				v.Name, shorten(raw, 80), v.Name, ty.FriendlyName(), reason, ty.FriendlyName(), example(v.Name, ty)),
 		}}
 	}
 	if ty.IsPrimitiveType() {
@@ -137,6 +138,9 @@ func variableFromFlag(v *Variable, raw string) (cty.Value, hcl.Diagnostics) {
 			return cty.DynamicVal, invalid(fmt.Sprintf("%q is not one", raw))
 		}
 		return val, nil
+	}
+	if d := checkExprText("--var "+v.Name, []byte(raw)); d != nil {
+		return cty.DynamicVal, invalid(strings.ToLower(d.Summary[:1]) + d.Summary[1:] + " in the value")
 	}
 	expr, diags := hclsyntax.ParseExpression([]byte(raw), "--var "+v.Name, hcl.InitialPos)
 	if diags.HasErrors() {
@@ -162,4 +166,14 @@ func example(name string, ty cty.Type) string {
 	default:
 		return fmt.Sprintf(`--var '%s=["a","b"]'`, name)
 	}
+}
+
+// shorten cuts s to at most n runes, marking the cut, so that a huge or
+// hostile value does not flood a diagnostic.
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + fmt.Sprintf("… (%d more characters)", len(r)-n)
 }

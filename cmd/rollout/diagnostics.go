@@ -74,7 +74,10 @@ func toJSONDiags(sources map[string][]byte, diags hcl.Diagnostics) []jsonDiag {
 				End:      jsonPos{r.End.Line, r.End.Column, r.End.Byte},
 			}
 			if line, ok := sourceLine(sources, r); ok {
-				jd.Snippet = &jsonSnip{Code: line, StartLine: r.Start.Line}
+				// As the text format shows it: control characters
+				// escaped, a very long line cut around the subject.
+				code, _ := dsl.ShownLine(line, *r)
+				jd.Snippet = &jsonSnip{Code: code, StartLine: r.Start.Line}
 			}
 		}
 		out = append(out, jd)

@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/spf13/cobra"
+
+	"github.com/rollout-sh/rollout/dsl"
 )
 
 // FmtOptions are the inputs of `rollout plan fmt`.
@@ -52,6 +54,16 @@ func fmtRun(opts *FmtOptions) error {
 		src, err := os.ReadFile(file)
 		if err != nil {
 			fmt.Fprintf(opts.IO.ErrOut, "rollout: %s\n", err)
+			broken++
+			continue
+		}
+		// A file too large, binary or nested too deeply for the parser is
+		// refused before hclwrite parses it.
+		if d := dsl.CheckFileText(file, src); d != nil {
+			files := map[string][]byte{file: src}
+			if err := writeDiagsText(opts.IO.ErrOut, files, hcl.Diagnostics{d}, opts.IO.ColorErr()); err != nil {
+				return err
+			}
 			broken++
 			continue
 		}
