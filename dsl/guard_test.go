@@ -100,8 +100,8 @@ func TestShownLine(t *testing.T) {
 		return hcl.Range{Start: hcl.Pos{Line: 1, Column: c1}, End: hcl.Pos{Line: 1, Column: c2}}
 	}
 	tests := []struct {
-		name, line     string
-		r              hcl.Range
+		name, line    string
+		r             hcl.Range
 		shown, carets string
 	}{
 		{"plain", `unit = "x"`, rng(8, 11), `unit = "x"`, `       ^^^`},
