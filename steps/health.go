@@ -177,7 +177,14 @@ func prober(h *planner.Health, unit string, sd Backend) (probe func(context.Cont
 		// No keep-alive: a pooled connection to the old process would
 		// hide that the restarted one is not listening yet. No proxy:
 		// the check is of the service itself, usually on localhost.
-		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+		// No redirects: a redirect is the service's answer, and following
+		// it would judge another page (a /health that answers 302 to a
+		// /login that answers 200 is not healthy), and would make
+		// expect_status = 302 impossible to meet.
+		client := &http.Client{
+			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 		return func(ctx context.Context) error { return probeHTTP(ctx, client, h.URL, h.ExpectStatus) }, true, nil
 	case dsl.HealthTCP:
 		if h.Address == "" {
@@ -222,6 +229,9 @@ func probeHTTP(ctx context.Context, client *http.Client, url string, expect int)
 		want = fmt.Sprintf("status %d", expect)
 	}
 	if !ok {
+		if loc := resp.Header.Get("Location"); loc != "" {
+			return fmt.Errorf("GET %s: %s, a redirect to %q (not followed), want %s", url, resp.Status, loc, want)
+		}
 		return fmt.Errorf("GET %s: %s, want %s; body %q", url, resp.Status, want, strings.TrimSpace(string(body)))
 	}
 	return nil

@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -114,6 +115,12 @@ func TestCheckHealth(t *testing.T) {
 		{"http connection refused", func(t *testing.T) *planner.Health {
 			return fast(planner.Health{Kind: dsl.HealthHTTP, URL: "http://" + refused + "/health", Retries: 1})
 		}, 1, "connection refused"},
+		{"http redirect is not followed", func(t *testing.T) *planner.Health {
+			return fast(planner.Health{Kind: dsl.HealthHTTP, URL: redirectServer(t).URL + "/health", Retries: 1})
+		}, 1, `302 Found, a redirect to "/login" (not followed), want a 2xx status`},
+		{"http expect_status 302 passes", func(t *testing.T) *planner.Health {
+			return fast(planner.Health{Kind: dsl.HealthHTTP, URL: redirectServer(t).URL + "/health", ExpectStatus: 302, Retries: 1})
+		}, 1, ""},
 		{"tcp open", func(t *testing.T) *planner.Health {
 			return fast(planner.Health{Kind: dsl.HealthTCP, Address: ln.Addr().String()})
 		}, 1, ""},
@@ -263,4 +270,20 @@ func TestCheckHealthContextCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "after attempt 1") {
 		t.Errorf("error = %v, want context.Canceled after attempt 1", err)
 	}
+}
+
+// redirectServer answers /health with 302 to /login, and /login with 200:
+// the hostile test's service whose health page redirects to a login page.
+func redirectServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/login", http.StatusFound)
+	})
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "please log in")
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
 }
