@@ -69,7 +69,11 @@ type Defaults struct {
 	HealthIntervalSet bool
 	EventsLog         string
 	EventsLogSet      bool
-	DeclRange         hcl.Range
+	// MinFreeSpace is the fewest bytes a run's working directories'
+	// filesystems must have free before anything changes.
+	MinFreeSpace    int64
+	MinFreeSpaceSet bool
+	DeclRange       hcl.Range
 }
 
 // Pipeline is a `pipeline "name" { step "type" "name" {...} ... }` block.

@@ -14,6 +14,7 @@ var defaultsSchema = &hcl.BodySchema{
 		{Name: "health_retries"},
 		{Name: "health_interval"},
 		{Name: "events_log"},
+		{Name: "min_free_space"},
 	},
 }
 
@@ -40,6 +41,11 @@ func decodeDefaultsBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Defaults, hcl
 	if attr, ok := content.Attributes["events_log"]; ok {
 		var more hcl.Diagnostics
 		d.EventsLog, d.EventsLogSet, more = attrString(attr, ctx)
+		diags = append(diags, more...)
+	}
+	if attr, ok := content.Attributes["min_free_space"]; ok {
+		var more hcl.Diagnostics
+		d.MinFreeSpace, d.MinFreeSpaceSet, more = attrSize(attr, ctx)
 		diags = append(diags, more...)
 	}
 	return d, diags

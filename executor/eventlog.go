@@ -183,3 +183,10 @@ func (e *emitter) err() error {
 	}
 	return fmt.Errorf("events log: %d of %d events were lost: %w", e.lost, e.lost+e.written, e.firstErr)
 }
+
+// firstError is the first failed write, or nil.
+func (e *emitter) firstError() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.firstErr
+}

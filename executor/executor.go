@@ -118,6 +118,9 @@ type Options struct {
 	// manual commands printed after a failed rollback then use
 	// `systemctl --user` instead of `sudo systemctl`.
 	UserManager bool
+	// Preflight, when set, is checked under the lock before the run
+	// starts; a problem fails Run with a *PreflightError, before any event.
+	Preflight *PreflightOptions
 }
 
 // Result is what a run did, per service, as the reference's rollingRestart()

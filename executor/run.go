@@ -60,6 +60,16 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		if len(unfinished) > 0 {
 			return Result{}, &UnfinishedRunError{Journal: unfinished[0], UserManager: opts.UserManager}
 		}
+	}
+	// Under the lock, so that what it sees is not another run's work in
+	// progress (a unit file that run is installing).
+	if opts.Preflight != nil {
+		if err := Preflight(ctx, plan, *opts.Preflight); err != nil {
+			return Result{}, err
+		}
+	}
+	if opts.LockPath != "" {
+		var err error
 		if jr, err = newJournalWriter(opts.LockPath, plan, opts); err != nil {
 			return Result{}, err
 		}
@@ -88,6 +98,13 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		Plan:    plan.Name,
 		Message: fmt.Sprintf("restarting %s", plural(len(plan.Services), "service")),
 	})
+	if err := r.em.firstError(); err != nil {
+		// A run that cannot record its start would leave a history that
+		// says nothing happened while services restart: refuse it before
+		// anything changes.
+		jerr := jr.remove()
+		return Result{}, errors.Join(&EventsLogError{Err: err}, jerr)
+	}
 	r.walk(ctx, cancelSteps)
 	res := r.result()
 	res.Duration = r.now().Sub(start)
@@ -104,8 +121,29 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	jr.ending()
 	r.em.emit(end)
 	jerr := jr.remove()
-	return res, errors.Join(r.em.err(), jerr)
+	var everr error
+	if err := r.em.err(); err != nil {
+		everr = &EventsLogError{Err: err, Started: true}
+	}
+	return res, errors.Join(everr, jerr)
 }
+
+// EventsLogError is a run whose events could not all be written. Before
+// the run started (Started false) nothing was changed; after, the
+// services' outcomes are in the Result but the events log is incomplete.
+type EventsLogError struct {
+	Err     error
+	Started bool
+}
+
+func (e *EventsLogError) Error() string {
+	if !e.Started {
+		return fmt.Sprintf("cannot write RUN_START to the events log, so the run did not start and nothing was changed: %v", e.Err)
+	}
+	return fmt.Sprintf("the events log is incomplete: %v", e.Err)
+}
+
+func (e *EventsLogError) Unwrap() error { return e.Err }
 
 func lockHolder(plan *planner.Plan, opts Options) LockHolder {
 	h := LockHolder{PID: os.Getpid(), RunID: opts.RunID, Plan: plan.Name, Started: opts.Now()}

@@ -548,7 +548,9 @@ type memSink struct {
 }
 
 func (s *memSink) Write(ev Event) error {
-	if n := s.writes.Add(1); s.failAfter > 0 && int(n) > s.failAfter {
+	// failAfter: 0 never fails, n > 0 fails every write after the nth,
+	// -1 fails every write.
+	if n := s.writes.Add(1); (s.failAfter > 0 && int(n) > s.failAfter) || s.failAfter < 0 {
 		return errors.New("disk full")
 	}
 	s.mu.Lock()

@@ -429,6 +429,9 @@ func (c *compiler) compileService(index int) *Service {
 		if st.Estimate != nil {
 			ps.Estimate = st.Estimate(args, out.Health)
 		}
+		if st.Needs != nil {
+			ps.Needs = st.Needs(args, out)
+		}
 		out.Steps = append(out.Steps, ps)
 	}
 	return out

@@ -43,6 +43,9 @@ type StepType struct {
 	// duration that does not parse, an empty command). rng gives the source
 	// range of an argument by name, for the diagnostic's Subject.
 	Validate func(args map[string]cty.Value, rng func(arg string) hcl.Range) hcl.Diagnostics
+	// Needs, when set, says what the step needs of the machine it runs on
+	// (programs, directories, units); preflight checks it before a run.
+	Needs NeedsFunc
 }
 
 // RunFlags are the CLI flags of a run, bound to `run` in step expressions as
@@ -95,6 +98,9 @@ type Plan struct {
 	// Notifications are the plan's notify blocks with defaults applied,
 	// in declaration order; every run of the plan sends them.
 	Notifications []Notification
+	// MinFreeSpace is defaults.min_free_space in bytes, else
+	// DefaultMinFreeSpace; 0 turns the check off.
+	MinFreeSpace int64
 
 	DeclRange hcl.Range // the plan block, or the root file's start
 }
@@ -158,6 +164,7 @@ type Step struct {
 	Check     bool   // from StepType.Check
 	Rollback  string // from StepType.Rollback
 	Estimate  Span   // from StepType.Estimate
+	Needs     Needs  // from StepType.Needs
 	DeclRange hcl.Range
 }
 

@@ -172,6 +172,10 @@ func (c *compiler) order(block *dsl.Plan, services []*Service, selected []bool) 
 		plan.EventsLog = c.cfg.Defaults.EventsLog
 	}
 	plan.Notifications = notifications(c.cfg.Notifications)
+	plan.MinFreeSpace = DefaultMinFreeSpace
+	if c.cfg.Defaults.MinFreeSpaceSet {
+		plan.MinFreeSpace = c.cfg.Defaults.MinFreeSpace
+	}
 	if block != nil {
 		plan.Name = block.Name
 		plan.DeclRange = block.DeclRange

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,6 +78,16 @@ func (s *rsyncStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, e
 		return nil, fmt.Errorf("rsync source: %w", err)
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("rsync source %q is not a directory", s.from)
+	}
+	// An empty source mirrored with --delete empties the target: a failed
+	// build or a wrong --deploy-path. Preflight refuses it before the run;
+	// this refuses it again for any caller that did not run preflight.
+	if s.delete {
+		if empty, err := dirEmpty(s.from); err != nil {
+			return nil, fmt.Errorf("rsync source: %w", err)
+		} else if empty {
+			return nil, fmt.Errorf("rsync source %s is empty: mirroring it with --delete would empty %s", s.from, s.to)
+		}
 	}
 	// A missing target is refused rather than created: its undo would have
 	// to delete the whole directory, and a typo in `to` should not deploy
@@ -177,4 +188,18 @@ func (u *rsyncUndo) Commit(ctx context.Context) error {
 		return fmt.Errorf("remove snapshot of %s: %w", u.to, err)
 	}
 	return nil
+}
+
+// dirEmpty reports whether the directory at path has no entries.
+func dirEmpty(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	_, err = f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return false, err
 }

@@ -191,9 +191,12 @@ func TestRsyncRefuses(t *testing.T) {
 	file := filepath.Join(base, "file")
 	writeTree(t, dir, map[string]string{"a": "1"})
 	os.WriteFile(file, []byte("x"), 0o644)
+	empty := filepath.Join(base, "empty")
+	os.Mkdir(empty, 0o755)
 	tests := []struct {
 		name, from, to, want string
 	}{
+		{"empty source would empty the target", empty, dir, "is empty: mirroring it with --delete would empty"},
 		{"empty from", "", dir, "needs both"},
 		{"empty to", dir, "", "needs both"},
 		{"missing from", filepath.Join(base, "nope"), dir, "no such file"},
@@ -210,6 +213,9 @@ func TestRsyncRefuses(t *testing.T) {
 			}
 			if undo != nil {
 				t.Errorf("undo %q for a refused step", undo.Describe())
+			}
+			if got := readTree(t, dir); got["a"] != "1" {
+				t.Errorf("a refused deploy changed the target: %v", got)
 			}
 		})
 	}

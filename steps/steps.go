@@ -57,6 +57,9 @@ func Types() map[string]planner.StepType {
 	}
 	m := make(map[string]planner.StepType, len(types))
 	for _, t := range types {
+		if t.Needs == nil {
+			t.Needs = needsFuncs[t.Name]
+		}
 		m[t.Name] = t
 	}
 	return m

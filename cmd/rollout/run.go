@@ -95,6 +95,9 @@ func runRun(opts *RunOptions) error {
 		return err
 	}
 	plan := c.Plan
+	if len(plan.Services) == 0 {
+		return usageError("plan %q selects no services, so there is nothing to run; check its select block and the plan's includes (`rollout plan show %s` lists what it selects)", plan.Name, opts.File)
+	}
 	if opts.Flags.DryRun {
 		return dryRun(opts, plan)
 	}
@@ -163,6 +166,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		Abort:       abort,
 		Events:      notifier.sink(),
 		Observe:     observe,
+		Preflight:   preflightOptions(opts, sd),
 	})
 	if live != nil {
 		live.Close()
@@ -177,10 +181,29 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 	}
 	out.Summary(plan, res, eventsPath)
 	notifier.finish(opts.IO.ErrOut)
+	code := res.ExitCode()
 	if runErr != nil {
 		fmt.Fprintf(opts.IO.ErrOut, "rollout: %v\n", runErr)
+		// A run whose record is incomplete (events lost, a journal left)
+		// did not end well even when every service did: never exit 0.
+		if code == exitOK {
+			fmt.Fprintln(opts.IO.ErrOut, "rollout: the services above are as reported, but the run's record is incomplete; exit 1.")
+			code = exitFailed
+		}
 	}
-	return silentExit(res.ExitCode())
+	return silentExit(code)
+}
+
+// preflightOptions are the checks made before anything changes: every
+// step runs on this machine (sd answers for its units).
+func preflightOptions(opts *RunOptions, sd steps.Backend) *executor.PreflightOptions {
+	m := steps.LocalMachine{Systemd: sd}
+	return &executor.PreflightOptions{
+		Machine:     func(*planner.Service) executor.Machine { return m },
+		Force:       opts.Flags.Force,
+		UserManager: opts.User,
+		Warn:        func(s string) { fmt.Fprintf(opts.IO.ErrOut, "rollout: warning: %s\n", s) },
+	}
 }
 
 // watchSignals turns the first interrupt into "start nothing new" and the
@@ -219,6 +242,9 @@ func dryRun(opts *RunOptions, plan *planner.Plan) error {
 	} else {
 		defer sd.Close()
 	}
+	// The same checks as a run's, before the listing: a problem is shown
+	// at the end, where it is read.
+	pfErr := executor.Preflight(ctx, plan, *preflightOptions(opts, sd))
 	problems := 0
 	for i, svc := range plan.Services {
 		fmt.Fprintf(w, "\n%d. %s (%s), wave %d\n", i+1, svc.Name, svc.Unit, svc.Wave)
@@ -236,10 +262,15 @@ func dryRun(opts *RunOptions, plan *planner.Plan) error {
 			}
 		}
 	}
+	if pfErr != nil {
+		fmt.Fprintf(w, "\nThe run would be refused (exit 2): the problems are listed on stderr.\n")
+		return usageError("%v", pfErr)
+	}
 	if problems > 0 {
 		fmt.Fprintf(w, "\n%s would fail: see the unit lines above.\n", plural(problems, "service"))
 		return silentExit(exitFailed)
 	}
+	fmt.Fprintf(w, "\nPreflight: every program, directory, unit and filesystem the run needs is in order.\n")
 	return nil
 }
 

@@ -318,7 +318,11 @@ func TestRunUnhealthyBeforeRestartAborts(t *testing.T) {
 func TestRunDryRunChangesNothing(t *testing.T) {
 	p, svcs := threeTier(t)
 	api := svcs[2]
-	p.release(api, "v2", nil)
+	// Every service gets a release: the dry run deploys all three, and an
+	// empty release directory would be refused by preflight.
+	for _, s := range svcs {
+		p.release(s, "v2", nil)
+	}
 	plan := threeTierPlan(p, svcs)
 	before := map[string]unitState{}
 	for _, s := range svcs {

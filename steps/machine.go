@@ -1,0 +1,117 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/planner"
+)
+
+// LocalMachine answers the executor's preflight about this machine, where
+// every step runs today. sd may be nil (a dry run that cannot reach
+// systemd): units are then not checked.
+type LocalMachine struct {
+	Systemd Backend
+}
+
+var _ executor.Machine = LocalMachine{}
+
+// Where names this machine in messages.
+func (LocalMachine) Where() string { return "this machine" }
+
+// LookPath finds p as the exec and rsync steps would run it: a bare name
+// on PATH, a path as it is, a relative one inside p.Dir.
+func (LocalMachine) LookPath(p planner.Program) error {
+	if !strings.Contains(p.Name, "/") {
+		if _, err := exec.LookPath(p.Name); err != nil {
+			if errors.Is(err, exec.ErrNotFound) {
+				return errors.New("not found on PATH")
+			}
+			return err
+		}
+		return nil
+	}
+	path := p.Name
+	if !filepath.IsAbs(path) && p.Dir != "" {
+		path = filepath.Join(p.Dir, path)
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errors.New("no such file")
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return errors.New("is a directory, not a program")
+	case fi.Mode()&0o111 == 0:
+		return errors.New("is not executable")
+	}
+	return nil
+}
+
+// Dir describes the directory at path.
+func (LocalMachine) Dir(path string) (executor.DirInfo, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return executor.DirInfo{}, nil
+	}
+	if err != nil {
+		return executor.DirInfo{}, err
+	}
+	info := executor.DirInfo{Exists: true, IsDir: fi.IsDir()}
+	if !info.IsDir {
+		return info, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return info, err
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(1); errors.Is(err, io.EOF) {
+		info.Empty = true
+	} else if err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+// FreeSpace returns the bytes available to an unprivileged user on path's
+// filesystem (statfs f_bavail, as df shows), and the filesystem's device.
+func (LocalMachine) FreeSpace(path string) (int64, string, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(path, &st); err != nil {
+		return 0, "", err
+	}
+	var dev string
+	if fi, err := os.Stat(path); err == nil {
+		if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+			dev = fmt.Sprint(s.Dev)
+		}
+	}
+	if dev == "" {
+		dev = path
+	}
+	return int64(st.Bavail) * int64(st.Bsize), dev, nil
+}
+
+// Unit reads the unit's load state and whether its file changed on disk
+// since systemd loaded it.
+func (m LocalMachine) Unit(ctx context.Context, name string) (executor.UnitInfo, error) {
+	if m.Systemd == nil {
+		return executor.UnitInfo{}, executor.ErrUnitsUnknown
+	}
+	st, err := m.Systemd.Status(ctx, name)
+	if err != nil {
+		return executor.UnitInfo{}, err
+	}
+	return executor.UnitInfo{LoadState: st.LoadState, FragmentPath: st.FragmentPath, NeedDaemonReload: st.NeedDaemonReload}, nil
+}
