@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -133,6 +134,31 @@ func TestUnifiedDiff(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := unifiedDiff("x.hcl", tt.a, tt.b); got != tt.want {
 				t.Errorf("unifiedDiff:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestUnknownSubcommandFails: cobra checks subcommand names only at the
+// root, so `rollout completion bogus` printed the help and exited 0.
+func TestUnknownSubcommandFails(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"completion", "bogus"}, exitUsage, "rollout: unknown command \"bogus\" for `rollout completion`. Choose one of: bash, fish, powershell, zsh\n"},
+		{[]string{"plan", "vaildate", "x.hcl"}, exitUsage, "rollout: unknown command \"vaildate\" for `rollout plan`. Did you mean \"validate\"? Choose one of: fmt, show, validate\n"},
+		{[]string{"completion"}, exitOK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			ios, _, errOut := testStreams()
+			if code := Main(tt.args, ios); code != tt.code {
+				t.Errorf("exit %d, want %d; stderr %q", code, tt.code, errOut)
+			}
+			if errOut.String() != tt.want {
+				t.Errorf("stderr = %q, want %q", errOut, tt.want)
 			}
 		})
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -107,9 +109,35 @@ func writeDiagsJSON(w io.Writer, report jsonReport) error {
 	return enc.Encode(report)
 }
 
+// githubBase is the directory annotation paths are relative to: the
+// repository's checkout (GITHUB_WORKSPACE), else the working directory.
+func githubBase(getenv func(string) string) string {
+	if ws := getenv("GITHUB_WORKSPACE"); ws != "" {
+		return ws
+	}
+	wd, _ := os.Getwd()
+	return wd
+}
+
+// githubPath is name relative to base, as an annotation's file property
+// must be (GitHub matches it against the repository's paths). A file
+// outside base keeps its absolute path: it cannot be annotated anyway.
+func githubPath(name, base string) string {
+	abs, err := filepath.Abs(name)
+	if err != nil || base == "" {
+		return filepath.ToSlash(name)
+	}
+	rel, err := filepath.Rel(base, abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return filepath.ToSlash(abs)
+	}
+	return filepath.ToSlash(rel)
+}
+
 // writeDiagsGitHub prints GitHub Actions workflow commands, which GitHub
-// shows as annotations on the pull request's changed lines.
-func writeDiagsGitHub(w io.Writer, diags hcl.Diagnostics) error {
+// shows as annotations on the pull request's changed lines. File paths are
+// made relative to base (githubBase).
+func writeDiagsGitHub(w io.Writer, diags hcl.Diagnostics, base string) error {
 	for _, d := range diags {
 		level := "error"
 		if d.Severity == hcl.DiagWarning {
@@ -118,7 +146,7 @@ func writeDiagsGitHub(w io.Writer, diags hcl.Diagnostics) error {
 		var props []string
 		if r := d.Subject; r != nil {
 			props = append(props,
-				"file="+ghProperty(r.Filename),
+				"file="+ghProperty(githubPath(r.Filename, base)),
 				fmt.Sprintf("line=%d", r.Start.Line),
 				fmt.Sprintf("col=%d", r.Start.Column),
 				fmt.Sprintf("endLine=%d", r.End.Line),

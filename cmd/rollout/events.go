@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rollout-sh/rollout/dsl"
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/runview"
 )
@@ -82,6 +83,17 @@ func eventsRun(opts *EventsOptions) error {
 	}
 	runs := executor.Summarize(events)
 	if opts.Service != "" {
+		var known []string
+		for _, e := range events {
+			if e.Service != "" && !slices.Contains(known, e.Service) {
+				known = append(known, e.Service)
+			}
+		}
+		if !slices.Contains(known, opts.Service) {
+			// A name no run ever touched is a typo far more often than a
+			// service that never ran: say so, and fail.
+			return usageError("no run in %s touched a service %q.%s `rollout events` lists the runs", path, opts.Service, dsl.DidYouMean(opts.Service, known))
+		}
 		runs = slices.DeleteFunc(runs, func(r executor.RunSummary) bool {
 			return !slices.ContainsFunc(r.Events, func(e executor.Event) bool { return e.Service == opts.Service })
 		})

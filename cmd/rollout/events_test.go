@@ -22,6 +22,8 @@ func TestEvents(t *testing.T) {
 		{name: "json list", opts: EventsOptions{JSON: true}, golden: "events/list.json"},
 		{name: "json run", opts: EventsOptions{RunID: "20261120T030000Z-aaaaaa", JSON: true}, golden: "events/run.jsonl"},
 		{name: "unknown run", opts: EventsOptions{RunID: "nope"}, code: exitUsage},
+		{name: "unknown service", opts: EventsOptions{Service: "nope"}, code: exitUsage},
+		{name: "unknown service in a run", opts: EventsOptions{RunID: "20261121T040000Z-bbbbbb", Service: "sso.redsi"}, code: exitUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,6 +44,14 @@ func TestEvents(t *testing.T) {
 			}
 			golden(t, tt.golden, out.Bytes())
 		})
+	}
+}
+
+func TestEventsUnknownServiceSaysSo(t *testing.T) {
+	ios, _, _ := testStreams()
+	err := eventsRun(&EventsOptions{IO: ios, File: "testdata/events/events.jsonl", Service: "sso.redsi"})
+	if code := exitCode(err); code != exitUsage || !strings.Contains(err.Error(), `no run in testdata/events/events.jsonl touched a service "sso.redsi". Did you mean "sso.redis"?`) {
+		t.Errorf("err = %v (code %d), want a usage error with a suggestion", err, code)
 	}
 }
 

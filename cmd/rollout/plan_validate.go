@@ -84,7 +84,7 @@ func validateRun(opts *ValidateOptions) error {
 			return err
 		}
 	case formatGitHub:
-		if err := writeDiagsGitHub(opts.IO.Out, all); err != nil {
+		if err := writeDiagsGitHub(opts.IO.Out, all, githubBase(opts.IO.Getenv)); err != nil {
 			return err
 		}
 	}
@@ -111,6 +111,9 @@ func validateFile(file string, vars map[string]string) (compiled, string) {
 		for _, name := range names {
 			plan, more := planner.Compile(cfg, planner.Options{StepTypes: steps.Types(), PlanName: name})
 			c.Diags = appendNew(c.Diags, more)
+			if plan != nil && len(plan.Services) == 0 && !more.HasErrors() {
+				c.Diags = appendNew(c.Diags, hcl.Diagnostics{emptyPlan(plan)})
+			}
 			if c.Plan == nil && !c.Diags.HasErrors() {
 				c.Plan = plan
 			}
@@ -148,4 +151,17 @@ func appendNew(diags, more hcl.Diagnostics) hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// emptyPlan warns that a plan selects no services: valid, but `rollout run`
+// refuses it (exit 2), since a run that restarts nothing is a mistake (a
+// select that matches nothing, a missing include).
+func emptyPlan(plan *planner.Plan) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagWarning,
+		Summary:  "Plan selects no services",
+		Detail: fmt.Sprintf("Plan %q selects no services, so `rollout run` would refuse it. Declare services (or include the inventory that does), or widen the plan's select.",
+			plan.Name),
+		Subject: plan.DeclRange.Ptr(),
+	}
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rollout-sh/rollout/dsl"
 )
 
 // Exit codes, as in the design contract.
@@ -85,7 +88,35 @@ restart goes wrong.`,
 	root.AddCommand(NewCmdDemo(io, nil))
 	root.AddCommand(newCmdDemoService())
 	addCompletionExamples(root)
+	rejectUnknownSubcommands(root)
 	return root
+}
+
+// rejectUnknownSubcommands makes a command that only groups others (`plan`,
+// `completion`) fail on an unknown subcommand. cobra checks subcommand
+// names only for the root: `rollout completion bogus` would print the help
+// and exit 0, so a script could not tell that it got no completion.
+func rejectUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		rejectUnknownSubcommands(sub)
+	}
+	if !c.HasParent() || !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		var names []string
+		for _, sub := range cmd.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		return usageError("unknown command %q for `%s`.%s Choose one of: %s",
+			args[0], cmd.CommandPath(), dsl.DidYouMean(args[0], names), strings.Join(names, ", "))
+	}
 }
 
 // addCompletionExamples adds cobra's completion command now (cobra would

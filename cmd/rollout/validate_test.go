@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rollout-sh/rollout/steps"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -244,5 +247,74 @@ func TestFmt(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "Error:") {
 		t.Errorf("no diagnostic for the broken file: %q", errOut)
+	}
+}
+
+// TestValidateGitHubPaths: annotations name files relative to the
+// repository (GITHUB_WORKSPACE, else the working directory), however the
+// file was named on the command line.
+func TestValidateGitHubPaths(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(wd, "testdata", "broken", "main.hcl")
+	tests := []struct {
+		name, file, workspace, want string
+	}{
+		{"absolute path, no workspace", abs, "", "file=testdata/broken/main.hcl,"},
+		{"relative path, workspace above", "testdata/broken/main.hcl", filepath.Dir(filepath.Dir(wd)), "file=cmd/rollout/testdata/broken/main.hcl,"},
+		{"absolute path, workspace above", abs, filepath.Dir(filepath.Dir(wd)), "file=cmd/rollout/testdata/broken/main.hcl,"},
+		{"outside the workspace", "testdata/broken/main.hcl", filepath.Join(wd, "testdata", "events"), "file=" + abs + ","},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ios, out, _ := testStreams()
+			ios.Getenv = func(k string) string {
+				if k == "GITHUB_WORKSPACE" {
+					return tt.workspace
+				}
+				return ""
+			}
+			_ = validateRun(&ValidateOptions{IO: ios, Files: []string{tt.file}, Format: "github"})
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("want 2 annotations:\n%s", out)
+			}
+			for _, l := range lines {
+				if !strings.Contains(l, tt.want) {
+					t.Errorf("annotation lacks %q:\n%s", tt.want, l)
+				}
+			}
+		})
+	}
+}
+
+// TestEmptyPlan: a plan with no services is valid with a warning, and
+// `run` refuses it with exit 2 before it reaches systemd.
+func TestEmptyPlan(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "empty.hcl")
+	if err := os.WriteFile(file, []byte("defaults {\n  health_timeout = \"3s\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ios, out, _ := testStreams()
+	if err := validateRun(&ValidateOptions{IO: ios, Files: []string{file}, Format: "text"}); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	if !strings.Contains(out.String(), "Warning: Plan selects no services") || !strings.Contains(out.String(), "1 warning") {
+		t.Errorf("validate does not warn:\n%s", out)
+	}
+
+	for _, dry := range []bool{false, true} {
+		ios, _, _ = testStreams()
+		opts := &RunOptions{IO: ios, File: file, Systemd: func(context.Context, bool) (steps.Backend, error) {
+			t.Fatal("an empty plan reached systemd")
+			return nil, nil
+		}}
+		opts.Flags.DryRun = dry
+		err := runRun(opts)
+		if code := exitCode(err); code != exitUsage || !strings.Contains(err.Error(), `plan "empty" selects no services, so there is nothing to run`) {
+			t.Errorf("run (dry run %v): %v (exit %d), want exit 2 saying there is nothing to run", dry, err, code)
+		}
 	}
 }
