@@ -258,16 +258,17 @@ func (pf *preflight) copyDirs(m Machine, c planner.Copy, user string) {
 			pf.problem(fmt.Sprintf("source directory %s does not exist on %s", c.From, where), "Check `--deploy-path` and the step's from", user)
 		case !info.IsDir:
 			pf.problem(fmt.Sprintf("source %s is not a directory", c.From), "Check `--deploy-path` and the step's from", user)
-		case info.Empty:
+		case info.Empty && c.To != "":
 			pf.problem(fmt.Sprintf("source directory %s is empty: copying it would empty %s", c.From, c.To),
+				"Check `--deploy-path` (the build may have failed); `--force` does not override this", user)
+		case info.Empty:
+			pf.problem(fmt.Sprintf("source directory %s is empty: it would deploy no code", c.From),
 				"Check `--deploy-path` (the build may have failed); `--force` does not override this", user)
 		}
 	}
-	if c.To == "" {
-		pf.problem("a copy has no target directory (to is empty)", "Set the step's to, such as service.working_dir", user)
-		return
+	if c.To != "" {
+		pf.dir(m, c.To, "target directory", user)
 	}
-	pf.dir(m, c.To, "target directory", user)
 }
 
 func (pf *preflight) dir(m Machine, path, what, user string) {

@@ -232,3 +232,17 @@ func TestRunStartNotWrittenRefusesTheRun(t *testing.T) {
 		t.Errorf("a refused run left a journal: %v", runs)
 	}
 }
+
+// TestPreflightEmptyReleaseSource: a step that creates its target (a
+// release) declares only its source; an empty one is still refused.
+func TestPreflightEmptyReleaseSource(t *testing.T) {
+	plan := deployPlan()
+	plan.Services = plan.Services[:1]
+	plan.Services[0].Steps[0].Needs = planner.Needs{Copies: []planner.Copy{{From: "/release/a"}}}
+	m := healthyMachine()
+	m.dirs["/release/a"] = DirInfo{Exists: true, IsDir: true, Empty: true}
+	err := Preflight(context.Background(), plan, preflightOf(m, true))
+	if err == nil || !strings.Contains(err.Error(), "source directory /release/a is empty: it would deploy no code") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -17,7 +17,8 @@ type Needs struct {
 	Programs []Program
 	// Copies are directories whose contents the step copies over another.
 	// From must be a directory that is not empty (an empty source copied
-	// with --delete empties the target); To must be an existing directory.
+	// with --delete empties the target); To, when set, must be an existing
+	// directory (a step that creates its target leaves it "").
 	Copies []Copy
 	// Dirs must exist: the step works in them.
 	Dirs []string

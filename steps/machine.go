@@ -21,6 +21,8 @@ import (
 // systemd): units are then not checked.
 type LocalMachine struct {
 	Systemd Backend
+	// Unreachable, with Systemd nil, says why systemd could not be asked.
+	Unreachable error
 }
 
 var _ executor.Machine = LocalMachine{}
@@ -107,6 +109,9 @@ func (LocalMachine) FreeSpace(path string) (int64, string, error) {
 // since systemd loaded it.
 func (m LocalMachine) Unit(ctx context.Context, name string) (executor.UnitInfo, error) {
 	if m.Systemd == nil {
+		if m.Unreachable != nil {
+			return executor.UnitInfo{}, fmt.Errorf("%w: %v", executor.ErrUnitsUnknown, m.Unreachable)
+		}
 		return executor.UnitInfo{}, executor.ErrUnitsUnknown
 	}
 	st, err := m.Systemd.Status(ctx, name)

@@ -27,6 +27,12 @@ var needsFuncs = map[string]planner.NeedsFunc{
 			Copies:   []planner.Copy{{From: from, To: to}},
 		}
 	},
+	// A release copies from into a new directory it creates; only the
+	// source is checked.
+	TypeRelease: func(args map[string]cty.Value, svc *planner.Service) planner.Needs {
+		from, _ := knownString(args, "from")
+		return planner.Needs{Copies: []planner.Copy{{From: from}}}
+	},
 	TypeExec: func(args map[string]cty.Value, svc *planner.Service) planner.Needs {
 		var n planner.Needs
 		dir, _ := knownString(args, "dir")

@@ -166,7 +166,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		Abort:       abort,
 		Events:      notifier.sink(),
 		Observe:     observe,
-		Preflight:   preflightOptions(opts, sd),
+		Preflight:   preflightOptions(opts, sd, nil),
 	})
 	if live != nil {
 		live.Close()
@@ -196,8 +196,8 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 
 // preflightOptions are the checks made before anything changes: every
 // step runs on this machine (sd answers for its units).
-func preflightOptions(opts *RunOptions, sd steps.Backend) *executor.PreflightOptions {
-	m := steps.LocalMachine{Systemd: sd}
+func preflightOptions(opts *RunOptions, sd steps.Backend, sdErr error) *executor.PreflightOptions {
+	m := steps.LocalMachine{Systemd: sd, Unreachable: sdErr}
 	return &executor.PreflightOptions{
 		Machine:     func(*planner.Service) executor.Machine { return m },
 		Force:       opts.Flags.Force,
@@ -235,16 +235,16 @@ func dryRun(opts *RunOptions, plan *planner.Plan) error {
 	fmt.Fprintf(w, "Dry run of plan %q: %s, nothing will be changed.\n", plan.Name, plural(len(plan.Services), "service"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sd, err := opts.Systemd(ctx, opts.User)
-	if err != nil {
-		fmt.Fprintf(opts.IO.ErrOut, "rollout: units not checked: cannot reach the systemd manager: %v\n", err)
+	sd, sdErr := opts.Systemd(ctx, opts.User)
+	if sdErr != nil {
+		// Preflight warns that units were not checked, and why.
 		sd = nil
 	} else {
 		defer sd.Close()
 	}
 	// The same checks as a run's, before the listing: a problem is shown
 	// at the end, where it is read.
-	pfErr := executor.Preflight(ctx, plan, *preflightOptions(opts, sd))
+	pfErr := executor.Preflight(ctx, plan, *preflightOptions(opts, sd, sdErr))
 	problems := 0
 	for i, svc := range plan.Services {
 		fmt.Fprintf(w, "\n%d. %s (%s), wave %d\n", i+1, svc.Name, svc.Unit, svc.Wave)
