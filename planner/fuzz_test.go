@@ -33,6 +33,31 @@ func FuzzCompile(f *testing.F) {
 			f.Fatal(err)
 		}
 	}
+	// The hostile test's plan (100,000 nested brackets) and a chain of
+	// operators: the fuzzer mutates around dsl's bounds, which must refuse
+	// them before the parser recurses.
+	f.Add([]byte("variable \"x\" {\n  default = "+strings.Repeat("[", 100000)+"\n}\n"), false)
+	f.Add([]byte("variable \"x\" { default = "+strings.Repeat("!", 20000)+"true }\n"), true)
+	// Steps whose needs are read from their arguments (preflight).
+	f.Add([]byte(`pipeline "default" {
+  step "rsync" "d" {
+    from = run.deploy_path
+    to   = service.working_dir
+  }
+  step "exec" "m" {
+    command          = ["./bin/migrate", service.name]
+    rollback_command = [lookup(service.meta, "undo", "true")]
+    dir              = service.working_dir
+  }
+  step "reload_or_restart" "r" { unit = "x.service" }
+}
+service "a" {
+  unit        = "a.service"
+  working_dir = "/srv/a"
+  meta        = { undo = "undo" }
+  health "exec" { command = ["check"] }
+}
+`), true)
 	types := steps.Types()
 	f.Fuzz(func(t *testing.T, src []byte, deploy bool) {
 		read := func(p string) ([]byte, error) {
