@@ -158,7 +158,11 @@ func Recover(rec executor.UndoRecord, deps Deps) (executor.Undo, error) {
 			u = irreversibleUndo{name: n}
 		}
 	default:
-		return nil, fmt.Errorf("unknown undo record kind %q", rec.Kind)
+		lb, ok := recoverLoadBalancer(&a)
+		if !ok {
+			return nil, fmt.Errorf("unknown undo record kind %q", rec.Kind)
+		}
+		u = lb
 	}
 	if a.err != nil {
 		return nil, a.err
