@@ -23,77 +23,38 @@ import (
 	"github.com/rollout-sh/rollout/internal/loadgen"
 	"github.com/rollout-sh/rollout/internal/proxytest"
 	"github.com/rollout-sh/rollout/internal/systemdtest"
+	"github.com/rollout-sh/rollout/internal/zdscenario"
 )
-
-// instanceReadyDelay is how long an instance takes from start to listening.
-const instanceReadyDelay = "1500ms"
 
 // zdPlatform is the service x@.service with instances 1..3 behind a load
 // balancer, all units of the platform's manager.
 type zdPlatform struct {
 	*platform
-	template string // rt-zd-x@.service
-	inst     []*zdInstance
-	lbPort   int
-	lbUnit   string
+	inst   []zdscenario.Instance
+	lbPort int
+	lbUnit string
 	// HAProxy
 	socket string
 	// nginx
 	nginxConf, upstream, pidFile string
 }
 
-type zdInstance struct {
-	name    string // "1"
-	service string // api.1
-	unit    string // rt-zd-x@1.service
-	port    int
-	dir     string // working_dir
-	release string
-}
-
-func (i *zdInstance) addr() string { return fmt.Sprintf("127.0.0.1:%d", i.port) }
-
 func newZDPlatform(t *testing.T) *zdPlatform {
 	t.Helper()
-	p := &zdPlatform{platform: newPlatform(t), template: "rt-zd-x@.service"}
+	p := &zdPlatform{platform: newPlatform(t)}
 	base := filepath.Join(p.dir, "x")
-	p.m.WriteUnitFile(t, p.template, fmt.Sprintf(`[Unit]
-Description=rollout zero-downtime test instance %%i
-
-[Service]
-Type=exec
-EnvironmentFile=%s/%%i.env
-ExecStart=%s -addr 127.0.0.1:${PORT} -dir %s/%%i -ready-delay %s -listen-early
-WorkingDirectory=%s/%%i
-StandardOutput=append:%s/%%i.log
-StandardError=inherit
-`, base, p.bin, base, instanceReadyDelay, base, base))
-	for _, name := range []string{"1", "2", "3"} {
-		in := &zdInstance{
-			name:    name,
-			service: "api." + name,
-			unit:    "rt-zd-x@" + name + ".service",
-			port:    systemdtest.FreePort(t),
-			dir:     filepath.Join(base, name),
-			release: filepath.Join(p.dir, "release", name),
-		}
-		writeFile(t, filepath.Join(base, name+".env"), fmt.Sprintf("PORT=%d\n", in.port))
-		writeFile(t, filepath.Join(in.dir, "VERSION"), "v1\n")
-		if err := os.MkdirAll(in.release, 0o755); err != nil {
+	p.m.WriteUnitFile(t, zdscenario.Template, zdscenario.TemplateUnit(p.bin, base))
+	ports := []int{systemdtest.FreePort(t), systemdtest.FreePort(t), systemdtest.FreePort(t)}
+	p.inst = zdscenario.Instances(base, filepath.Join(p.dir, "release"), ports)
+	for _, in := range p.inst {
+		writeFile(t, in.EnvFile, fmt.Sprintf("PORT=%d\n", in.Port))
+		writeFile(t, filepath.Join(in.Dir, "VERSION"), "v1\n")
+		if err := os.MkdirAll(in.Release, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		p.inst = append(p.inst, in)
 	}
 	p.lbPort = systemdtest.FreePort(t)
 	return p
-}
-
-func (p *zdPlatform) backends() []proxytest.Backend {
-	var out []proxytest.Backend
-	for _, in := range p.inst {
-		out = append(out, proxytest.Backend{Name: "s" + in.name, Port: in.port})
-	}
-	return out
 }
 
 // withHAProxy adds HAProxy in front, as the unit rt-zd-haproxy.service.
@@ -102,18 +63,10 @@ func (p *zdPlatform) withHAProxy() *zdPlatform {
 	p.socket = filepath.Join(p.dir, "haproxy.sock")
 	cfg := filepath.Join(p.dir, "haproxy.cfg")
 	writeFile(p.t, cfg, proxytest.HAProxyConfig(proxytest.HAProxyOptions{
-		Port: p.lbPort, Socket: p.socket, Backend: "api", Servers: p.backends(), CheckURL: "/health",
+		Port: p.lbPort, Socket: p.socket, Backend: "api", Servers: zdscenario.Backends(p.inst), CheckURL: "/health",
 	}))
 	p.lbUnit = "rt-zd-haproxy.service"
-	p.m.WriteUnitFile(p.t, p.lbUnit, fmt.Sprintf(`[Unit]
-Description=HAProxy in front of the zero-downtime test service
-
-[Service]
-Type=exec
-ExecStart=%s -db -f %s
-StandardOutput=append:%s/haproxy.log
-StandardError=inherit
-`, bin, cfg, p.dir))
+	p.m.WriteUnitFile(p.t, p.lbUnit, zdscenario.ProxyUnit("HAProxy in front of the zero-downtime test service", filepath.Join(p.dir, "haproxy.log"), bin, "-db", "-f", cfg))
 	return p
 }
 
@@ -127,19 +80,10 @@ func (p *zdPlatform) withNginx() *zdPlatform {
 	p.nginxConf = filepath.Join(dir, "nginx.conf")
 	p.upstream = filepath.Join(dir, "upstream.conf")
 	p.pidFile = filepath.Join(dir, "nginx.pid")
-	writeFile(p.t, p.upstream, proxytest.NginxUpstream("api", p.backends()))
+	writeFile(p.t, p.upstream, proxytest.NginxUpstream("api", zdscenario.Backends(p.inst)))
 	writeFile(p.t, p.nginxConf, proxytest.NginxConfig(proxytest.NginxOptions{Port: p.lbPort, Dir: dir, Upstream: "api", Include: p.upstream}))
 	p.lbUnit = "rt-zd-nginx.service"
-	p.m.WriteUnitFile(p.t, p.lbUnit, fmt.Sprintf(`[Unit]
-Description=nginx in front of the zero-downtime test service
-
-[Service]
-Type=exec
-ExecStart=%s -c %s
-ExecReload=%s -c %s -s reload
-StandardOutput=append:%s/nginx.out
-StandardError=inherit
-`, bin, p.nginxConf, bin, p.nginxConf, dir))
+	p.m.WriteUnitFile(p.t, p.lbUnit, zdscenario.ProxyUnit("nginx in front of the zero-downtime test service", filepath.Join(dir, "nginx.out"), bin, "-c", p.nginxConf))
 	return p
 }
 
@@ -150,16 +94,16 @@ func (p *zdPlatform) start() {
 	p.reload()
 	units := []string{p.lbUnit}
 	for _, in := range p.inst {
-		units = append(units, in.unit)
+		units = append(units, in.Unit)
 	}
 	for _, u := range units {
 		p.startUnit(u)
 	}
 	for _, in := range p.inst {
 		deadline := time.Now().Add(20 * time.Second)
-		for !p.answers(fmt.Sprintf("http://%s/health", in.addr())) {
+		for !p.answers(fmt.Sprintf("http://%s/health", in.Addr())) {
 			if time.Now().After(deadline) {
-				p.t.Fatalf("instance %s never answered", in.name)
+				p.t.Fatalf("instance %s never answered", in.Name)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -251,29 +195,9 @@ func (p *zdPlatform) answers(url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// plan writes a plan: the pipeline, the three instances as services
-// api.1..3 (unit x@N.service), and the plan block.
+// plan writes a plan of the instances (zdscenario.Plan).
 func (p *zdPlatform) plan(pipeline, planBlock string) string {
-	var b strings.Builder
-	b.WriteString(pipeline)
-	for _, in := range p.inst {
-		fmt.Fprintf(&b, `
-service %q {
-  unit        = %q
-  type        = "api"
-  working_dir = %q
-  meta        = { instance = %q, lb_server = "s%s", addr = %q }
-  health "http" {
-    url      = "http://%s/health"
-    timeout  = "3s"
-    retries  = 2
-    interval = "100ms"
-  }
-}
-`, in.service, in.unit, in.dir, in.name, in.name, in.addr(), in.addr())
-	}
-	b.WriteString(planBlock)
-	return p.writePlan("plan.hcl", b.String())
+	return p.writePlan("plan.hcl", zdscenario.Plan(pipeline, p.inst, planBlock))
 }
 
 // underLoad runs rollout with args while the load generator sends
@@ -302,7 +226,7 @@ func (p *zdPlatform) underLoad(args ...string) (runResult, loadgen.Result) {
 func (p *zdPlatform) invocations() map[string]string {
 	out := map[string]string{}
 	for _, in := range p.inst {
-		out[in.name] = p.state(&testService{Unit: in.unit}).InvocationID
+		out[in.Name] = p.state(&testService{Unit: in.Unit}).InvocationID
 	}
 	return out
 }
@@ -315,19 +239,12 @@ func (p *zdPlatform) assertRestarted(before map[string]string, names ...string) 
 		want[n] = true
 	}
 	for _, in := range p.inst {
-		restarted := after[in.name] != before[in.name]
-		if restarted != want[in.name] {
-			p.t.Errorf("instance %s restarted = %v, want %v", in.name, restarted, want[in.name])
+		restarted := after[in.Name] != before[in.Name]
+		if restarted != want[in.Name] {
+			p.t.Errorf("instance %s restarted = %v, want %v", in.Name, restarted, want[in.Name])
 		}
 	}
 }
-
-const inPlacePipeline = `
-pipeline "api" {
-  step "restart" "restart" {}
-  step "health_check" "verify" {}
-}
-`
 
 // The reference's behaviour: every instance restarted in place at once.
 // The proxy has nothing to send requests to while they start: failures.
@@ -335,7 +252,7 @@ func TestZeroDowntimeBaselineInPlace(t *testing.T) {
 	p := newZDPlatform(t).withHAProxy()
 	p.start()
 	before := p.invocations()
-	plan := p.plan(inPlacePipeline, `plan "all-at-once" { max_parallel = 3 }`)
+	plan := p.plan(zdscenario.InPlace, `plan "all-at-once" { max_parallel = 3 }`)
 	r, load := p.underLoad("run", plan, "--user", "--events", p.events)
 	if r.Code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
@@ -347,35 +264,13 @@ func TestZeroDowntimeBaselineInPlace(t *testing.T) {
 	}
 }
 
-const haproxyPipeline = `
-pipeline "api" {
-  step "haproxy_drain" "drain" {
-    socket  = %q
-    backend = "api"
-    server  = service.meta.lb_server
-  }
-  step "rsync" "deploy" {
-    if   = run.deploy
-    from = "${run.deploy_path}/${service.meta.instance}"
-    to   = service.working_dir
-  }
-  step "restart" "restart" {}
-  step "health_check" "verify" {}
-  step "haproxy_ready" "ready" {
-    socket  = %q
-    backend = "api"
-    server  = service.meta.lb_server
-  }
-}
-`
-
 // Rolling, one instance at a time, each out of HAProxy's traffic before
 // it stops and back after it is verified: nobody notices.
 func TestZeroDowntimeRollingHAProxy(t *testing.T) {
 	p := newZDPlatform(t).withHAProxy()
 	p.start()
 	before := p.invocations()
-	plan := p.plan(fmt.Sprintf(haproxyPipeline, p.socket, p.socket), `plan "rolling" { max_parallel = 1 }`)
+	plan := p.plan(zdscenario.HAProxy(p.socket), `plan "rolling" { max_parallel = 1 }`)
 	r, load := p.underLoad("run", plan, "--user", "--events", p.events)
 	if r.Code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
@@ -398,12 +293,12 @@ func TestZeroDowntimeRollingHAProxy(t *testing.T) {
 func TestZeroDowntimeBrokenReleaseHAProxy(t *testing.T) {
 	p := newZDPlatform(t).withHAProxy()
 	for _, in := range p.inst {
-		writeFile(t, filepath.Join(in.release, "VERSION"), "v2\n")
+		writeFile(t, filepath.Join(in.Release, "VERSION"), "v2\n")
 	}
-	writeFile(t, filepath.Join(p.inst[1].release, "UNHEALTHY"), "broken release\n")
+	writeFile(t, filepath.Join(p.inst[1].Release, "UNHEALTHY"), "broken release\n")
 	p.start()
 	before := p.invocations()
-	plan := p.plan(fmt.Sprintf(haproxyPipeline, p.socket, p.socket), `plan "rolling" { max_parallel = 1 }`)
+	plan := p.plan(zdscenario.HAProxy(p.socket), `plan "rolling" { max_parallel = 1 }`)
 	r, load := p.underLoad("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", filepath.Join(p.dir, "release"))
 	if r.Code != 1 {
 		t.Fatalf("exit %d, want 1 (a service failed and was rolled back)\n%s\n%s", r.Code, r.Stdout, r.Stderr)
@@ -417,7 +312,7 @@ func TestZeroDowntimeBrokenReleaseHAProxy(t *testing.T) {
 	p.assertRestarted(before, "1", "2")
 	for _, c := range []struct{ in, want string }{{"1", "v2"}, {"2", "v1"}, {"3", "v1"}} {
 		in := p.inst[c.in[0]-'1']
-		if got := strings.TrimSpace(readFile(t, filepath.Join(in.dir, "VERSION"))); got != c.want {
+		if got := strings.TrimSpace(readFile(t, filepath.Join(in.Dir, "VERSION"))); got != c.want {
 			t.Errorf("instance %s runs %s, want %s", c.in, got, c.want)
 		}
 	}
@@ -443,29 +338,6 @@ func TestZeroDowntimeBrokenReleaseHAProxy(t *testing.T) {
 	}
 }
 
-const nginxPipeline = `
-pipeline "api" {
-  step "nginx_upstream" "out" {
-    file     = %[1]q
-    server   = service.meta.addr
-    state    = "down"
-    nginx    = %[2]q
-    conf     = %[3]q
-    pid_file = %[4]q
-  }
-  step "restart" "restart" {}
-  step "health_check" "verify" {}
-  step "nginx_upstream" "in" {
-    file     = %[1]q
-    server   = service.meta.addr
-    state    = "up"
-    nginx    = %[2]q
-    conf     = %[3]q
-    pid_file = %[4]q
-  }
-}
-`
-
 // The same through nginx: the upstream file rewritten and nginx reloaded
 // gracefully around each instance's restart.
 func TestZeroDowntimeRollingNginx(t *testing.T) {
@@ -473,7 +345,7 @@ func TestZeroDowntimeRollingNginx(t *testing.T) {
 	p.start()
 	before := p.invocations()
 	upstreamBefore := readFile(t, p.upstream)
-	plan := p.plan(fmt.Sprintf(nginxPipeline, p.upstream, proxytest.Binary(t, "nginx"), p.nginxConf, p.pidFile), `plan "rolling" { max_parallel = 1 }`)
+	plan := p.plan(zdscenario.Nginx(p.upstream, proxytest.Binary(t, "nginx"), p.nginxConf, p.pidFile), `plan "rolling" { max_parallel = 1 }`)
 	r, load := p.underLoad("run", plan, "--user", "--events", p.events)
 	if r.Code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
