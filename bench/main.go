@@ -21,6 +21,11 @@
 //     /ready-at) to its verify step's STEP_SUCCESS;
 //   - engine overhead: the executor with the real step builder over a
 //     fake systemd that restarts instantly, for 1,000 and 10,000 services.
+//
+// It also runs the zero-downtime scenarios (docs/zero-downtime.md): a
+// 3-instance service behind a real HAProxy and nginx under load, restarted
+// in place, rolling, with drain, and with a broken release, counting the
+// requests that failed or were slow and timing each run.
 package main
 
 import (
@@ -58,9 +63,16 @@ func main() {
 	planPath := flag.String("plan", "plans/platform.hcl", "the plan whose services and dependencies the simulated platform copies")
 	skipPlatform := flag.Bool("skip-platform", false, "skip the systemd measurements (engine overhead only)")
 	skipEngine := flag.Bool("skip-engine", false, "skip the engine-overhead benchmark")
+	skipZD := flag.Bool("skip-zero-downtime", false, "skip the zero-downtime scenarios (HAProxy, nginx)")
 	flag.Parse()
 	if !*skipPlatform {
 		if err := platformBench(*planPath); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	if !*skipZD {
+		if err := zeroDowntimeBench(); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			os.Exit(1)
 		}

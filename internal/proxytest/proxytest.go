@@ -22,21 +22,31 @@ import (
 // where a skipped proof would pass unnoticed.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
+	p, err := Lookup(name)
+	if err == nil {
 		return p
 	}
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	msg := fmt.Sprintf("proxytest: %s is not installed (Debian: apt-get install %s; scripts/test.sh installs it)", name, name)
+	msg := "proxytest: " + err.Error()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s; CI=true, so this fails instead of skipping", msg)
 	}
 	t.Skip("SKIPPING: " + msg)
 	return ""
+}
+
+// Lookup finds a load balancer's program in PATH or the sbin directories
+// (which a non-root PATH lacks).
+func Lookup(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s is not installed (Debian: apt-get install %s; scripts/test.sh installs it)", name, name)
 }
 
 // Backend is one server behind a load balancer.

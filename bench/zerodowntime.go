@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rollout-sh/rollout/internal/loadgen"
+	"github.com/rollout-sh/rollout/internal/proxytest"
+	"github.com/rollout-sh/rollout/internal/systemdtest"
+	"github.com/rollout-sh/rollout/internal/zdscenario"
+)
+
+// zeroDowntimeBench runs the zero-downtime scenarios of the e2e tests
+// (internal/zdscenario) under load and prints, for each strategy, what a
+// client saw and how long the run took: a 3-instance service behind a
+// real HAProxy and a real nginx, all units of a private systemd --user
+// manager.
+func zeroDowntimeBench() error {
+	haproxy, err := proxytest.Lookup("haproxy")
+	if err != nil {
+		return err
+	}
+	nginx, err := proxytest.Lookup("nginx")
+	if err != nil {
+		return err
+	}
+	m, stop, err := systemdtest.StartMain()
+	if err != nil {
+		return fmt.Errorf("starting a systemd --user manager: %w", err)
+	}
+	defer stop()
+	work, err := os.MkdirTemp("", "rollout-zd-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	testsvc, err := goBuild(work, "testsvc", "github.com/rollout-sh/rollout/internal/testsvc")
+	if err != nil {
+		return err
+	}
+	rollout, err := goBuild(work, "rollout", "github.com/rollout-sh/rollout/cmd/rollout")
+	if err != nil {
+		return err
+	}
+
+	var ports []int
+	for range 5 {
+		p, err := freePort()
+		if err != nil {
+			return err
+		}
+		ports = append(ports, p)
+	}
+	haproxyPort, nginxPort := ports[3], ports[4]
+	base := filepath.Join(work, "x")
+	insts := zdscenario.Instances(base, filepath.Join(work, "release"), ports[:3])
+	writeFile(filepath.Join(m.UnitDir, zdscenario.Template), zdscenario.TemplateUnit(testsvc, base))
+	for _, in := range insts {
+		for _, d := range []string{in.Dir, in.Release} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+		}
+		writeFile(in.EnvFile, fmt.Sprintf("PORT=%d\n", in.Port))
+		writeFile(filepath.Join(in.Dir, "VERSION"), "v1\n")
+		writeFile(filepath.Join(in.Release, "VERSION"), "v2\n")
+	}
+	// Instance 2's release is broken: its health check fails.
+	writeFile(filepath.Join(insts[1].Release, "UNHEALTHY"), "broken release\n")
+
+	socket := filepath.Join(work, "haproxy.sock")
+	hcfg := filepath.Join(work, "haproxy.cfg")
+	writeFile(hcfg, proxytest.HAProxyConfig(proxytest.HAProxyOptions{
+		Port: haproxyPort, Socket: socket, Backend: "api", Servers: zdscenario.Backends(insts), CheckURL: "/health",
+	}))
+	writeFile(filepath.Join(m.UnitDir, "rt-zd-haproxy.service"),
+		zdscenario.ProxyUnit("HAProxy", filepath.Join(work, "haproxy.log"), haproxy, "-db", "-f", hcfg))
+	ndir := filepath.Join(work, "nginx")
+	if err := os.MkdirAll(ndir, 0o755); err != nil {
+		return err
+	}
+	nconf, upstream, pidFile := filepath.Join(ndir, "nginx.conf"), filepath.Join(ndir, "upstream.conf"), filepath.Join(ndir, "nginx.pid")
+	writeFile(upstream, proxytest.NginxUpstream("api", zdscenario.Backends(insts)))
+	writeFile(nconf, proxytest.NginxConfig(proxytest.NginxOptions{Port: nginxPort, Dir: ndir, Upstream: "api", Include: upstream}))
+	writeFile(filepath.Join(m.UnitDir, "rt-zd-nginx.service"),
+		zdscenario.ProxyUnit("nginx", filepath.Join(ndir, "nginx.out"), nginx, "-c", nconf))
+
+	ctx := context.Background()
+	conn, err := m.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("daemon-reload: %w", err)
+	}
+	units := []string{"rt-zd-haproxy.service", "rt-zd-nginx.service"}
+	for _, in := range insts {
+		units = append(units, in.Unit)
+	}
+	for _, u := range units {
+		ch := make(chan string, 1)
+		if _, err := conn.StartUnitContext(ctx, u, "replace", ch); err != nil {
+			return fmt.Errorf("starting %s: %w", u, err)
+		}
+		if res := <-ch; res != "done" {
+			return fmt.Errorf("starting %s: %s", u, res)
+		}
+	}
+	viaHAProxy := fmt.Sprintf("http://127.0.0.1:%d/version", haproxyPort)
+	viaNginx := fmt.Sprintf("http://127.0.0.1:%d/version", nginxPort)
+
+	type scenario struct {
+		name, url, pipeline, planBlock string
+		args                           []string
+		wantExit                       int
+	}
+	rolling := `plan "rolling" { max_parallel = 1 }`
+	scenarios := []scenario{
+		{"in place, all at once (the reference), HAProxy", viaHAProxy, zdscenario.InPlace, `plan "all" { max_parallel = 3 }`, nil, 0},
+		{"rolling in place, no drain, HAProxy", viaHAProxy, zdscenario.InPlace, rolling, nil, 0},
+		{"rolling in place, no upstream change, nginx", viaNginx, zdscenario.InPlace, rolling, nil, 0},
+		{"rolling with HAProxy drain", viaHAProxy, zdscenario.HAProxy(socket), rolling, nil, 0},
+		{"rolling through nginx upstream + reload", viaNginx, zdscenario.Nginx(upstream, nginx, nconf, pidFile), rolling, nil, 0},
+		{"broken release on instance 2, HAProxy drain", viaHAProxy, zdscenario.HAProxy(socket), rolling,
+			[]string{"--deploy", "--deploy-path", filepath.Join(work, "release")}, 1},
+	}
+	fmt.Printf("Zero-downtime: 3 instances (ready %s after start, port open meanwhile) behind HAProxy and nginx;\n"+
+		"4 keep-alive clients, a request every 5 ms each, through the proxy during the run\n\n", zdscenario.ReadyDelay)
+	fmt.Printf("%-48s %8s %7s %6s %9s %8s %5s\n", "strategy", "requests", "failed", "slow", "max", "run", "exit")
+	for k, sc := range scenarios {
+		// Every instance healthy and in the proxies' rotation before each
+		// scenario, as after a quiet period.
+		if err := waitAllGood(viaHAProxy, viaNginx); err != nil {
+			return err
+		}
+		if err := waitHAProxyUp(socket, len(insts)); err != nil {
+			return err
+		}
+		plan := filepath.Join(work, fmt.Sprintf("plan-%d.hcl", k))
+		writeFile(plan, zdscenario.Plan(sc.pipeline, insts, sc.planBlock))
+		l, err := loadgen.Start(loadgen.Options{URL: sc.url, Workers: 4, Pause: 5 * time.Millisecond, KeepAlive: true, MaxDuration: 3 * time.Minute})
+		if err != nil {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond)
+		args := append([]string{"run", plan, "--user", "--no-tty", "--events", filepath.Join(work, "events.jsonl")}, sc.args...)
+		t0 := time.Now()
+		code, out := runExit(m, rollout, args...)
+		wall := time.Since(t0)
+		time.Sleep(500 * time.Millisecond)
+		res := l.Stop()
+		if code != sc.wantExit {
+			return fmt.Errorf("%s: rollout exited %d, want %d\n%s", sc.name, code, sc.wantExit, out)
+		}
+		fmt.Printf("%-48s %8d %7d %6d %9s %8s %5d\n", sc.name, res.Requests, res.Failed, res.Slow,
+			res.Max.Round(time.Millisecond), wall.Round(100*time.Millisecond), code)
+	}
+	fmt.Println()
+	return nil
+}
+
+// runExit runs a command with the manager's environment and returns its
+// exit code and the tail of its output.
+func runExit(m *systemdtest.Manager, name string, args ...string) (int, string) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), m.Env()...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.tail()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), out.tail()
+	}
+	return -1, err.Error()
+}
+
+// waitAllGood waits until 30 requests in a row succeed through each URL
+// (HAProxy's checks see every instance up again after the last scenario).
+func waitAllGood(urls ...string) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	for _, u := range urls {
+		deadline := time.Now().Add(30 * time.Second)
+		for good := 0; good < 30; {
+			resp, err := c.Get(u)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if err == nil && resp.StatusCode == http.StatusOK {
+				good++
+			} else {
+				good = 0
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s never answered 30 requests in a row", strings.TrimSuffix(u, "/version"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// waitHAProxyUp waits until HAProxy's checks see every server of backend
+// api up: its retries would otherwise hide a server still down.
+func waitHAProxyUp(socket string, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := haproxyCommand(socket, "show stat")
+		up := 0
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Split(line, ",")
+			if len(f) > 17 && f[0] == "api" && f[1] != "BACKEND" && f[17] == "UP" {
+				up++
+			}
+		}
+		if err == nil && up == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("HAProxy sees %d of %d servers up (%v)", up, n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func haproxyCommand(socket, cmd string) (string, error) {
+	c, err := net.DialTimeout("unix", socket, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
