@@ -49,3 +49,21 @@ func TestLoadBalancerStepsValidate(t *testing.T) {
 		})
 	}
 }
+
+// Preflight finds the nginx program before a run changes anything.
+func TestNginxUpstreamNeedsItsProgram(t *testing.T) {
+	st := Types()[TypeNginxUpstream]
+	for src, want := range map[string]string{
+		"file = \"/f\"\nserver = \"a:1\"\nstate = \"up\"":                                    "nginx",
+		"file = \"/f\"\nserver = \"a:1\"\nstate = \"up\"\nnginx = \"/opt/nginx/sbin/nginx\"": "/opt/nginx/sbin/nginx",
+	} {
+		args, diags := decodeStep(t, TypeNginxUpstream, src)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		n := st.Needs(args, testService())
+		if len(n.Programs) != 1 || n.Programs[0].Name != want {
+			t.Errorf("needs %+v, want the program %q", n, want)
+		}
+	}
+}

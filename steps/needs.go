@@ -47,6 +47,13 @@ var needsFuncs = map[string]planner.NeedsFunc{
 		}
 		return n
 	},
+	TypeNginxUpstream: func(args map[string]cty.Value, svc *planner.Service) planner.Needs {
+		prog, _ := knownString(args, "nginx")
+		if prog == "" {
+			prog = "nginx"
+		}
+		return planner.Needs{Programs: []planner.Program{{Name: prog, Use: "nginx -t and reload"}}}
+	},
 	// A unit job's undo and a reload_or_restart's rollback end with the
 	// service's health check, so they need its program too.
 	TypeReloadOrRestart: unitJobNeeds,
