@@ -178,10 +178,7 @@ func (s *releaseStep) Do(ctx context.Context, env *executor.Env) (executor.Undo,
 		return nil, err
 	}
 	logf(env, "copy %s to %s", from, releasePath(base, id))
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := copyTree(from, partial); err != nil {
+	if err := copyTree(ctx, from, partial); err != nil {
 		// Nothing a service sees changed; the partial copy is clutter.
 		_ = os.RemoveAll(partial)
 		return nil, fmt.Errorf("copy %s: %w", from, err)

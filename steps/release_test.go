@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -427,6 +428,52 @@ func TestReleaseBaseOf(t *testing.T) {
 		}
 		if err != nil || got != tt.want {
 			t.Errorf("wd %q to %q: %q, %v; want %q", tt.wd, tt.to, got, err, tt.want)
+		}
+	}
+}
+
+// TestReleaseCancelled: a cancelled run stops the copy, leaves no partial
+// release and does not switch.
+func TestReleaseCancelled(t *testing.T) {
+	base := releaseBase(t, map[string]string{"VERSION": "v1"})
+	from := filepath.Join(t.TempDir(), "build")
+	writeTree(t, from, map[string]string{"VERSION": "v2", "a/b": "c"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	env := newTestEnv(testService())
+	step := mustBuild(t, newScripted().builder(), testService(), &planner.Step{Name: "deploy", Type: TypeRelease, Args: releaseArgs(from, base, nil, 0)})
+	if _, err := step.Do(ctx, &env.Env); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do with a cancelled context: %v", err)
+	}
+	if got := mustCurrent(t, base); got != "20260101T000000Z-000001" {
+		t.Errorf("current = %s", got)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(base, "releases")); len(entries) != 1 {
+		t.Errorf("%d entries in releases/, want the old release only", len(entries))
+	}
+}
+
+// BenchmarkCopyTree copies a build of 2,000 files of 4 KiB in 100
+// directories, as the release step does.
+func BenchmarkCopyTree(b *testing.B) {
+	src := filepath.Join(b.TempDir(), "build")
+	content := strings.Repeat("x", 4096)
+	for d := range 100 {
+		dir := filepath.Join(src, "d"+strconv.Itoa(d))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for f := range 20 {
+			if err := os.WriteFile(filepath.Join(dir, "f"+strconv.Itoa(f)), []byte(content), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	dst := b.TempDir()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := copyTree(context.Background(), src, filepath.Join(dst, strconv.Itoa(i))); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

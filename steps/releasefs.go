@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -190,7 +191,9 @@ func removeRelease(base, id string) error {
 // without an external program: directories, regular files with their
 // modes and modification times, and symlinks as symlinks (never followed).
 // As root it keeps owners too. Devices, sockets and pipes are refused.
-func copyTree(src, dst string) error {
+// A cancelled ctx stops the copy between files (a second Ctrl-C during a
+// large release).
+func copyTree(ctx context.Context, src, dst string) error {
 	root := os.Geteuid() == 0
 	type dirMode struct {
 		path  string
@@ -200,6 +203,9 @@ func copyTree(src, dst string) error {
 	var dirs []dirMode
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(src, p)
