@@ -175,11 +175,25 @@ func TestReleaseRefuses(t *testing.T) {
 	if err := mkfifo(filepath.Join(fifoSrc, "pipe")); err != nil {
 		t.Fatal(err)
 	}
+	viaLink := filepath.Join(tmp, "vialink")
+	writeTree(t, viaLink, map[string]string{"VERSION": "v2"})
+	outside := filepath.Join(tmp, "outside")
+	writeTree(t, outside, map[string]string{"uploads/precious": "keep me"})
+	if err := os.Symlink(outside, filepath.Join(viaLink, "storage")); err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, filepath.Join(base, "shared"), map[string]string{"storage/uploads/x": "shared"})
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(outside, "uploads", "precious")); err != nil || string(b) != "keep me" {
+			t.Errorf("a file outside the release was touched: %q, %v", b, err)
+		}
+	})
 	tests := []struct {
 		name, from, to string
 		shared         []string
 		want           string
 	}{
+		{"shared path through a symlink", viaLink, base, []string{"storage/uploads"}, "a symlink in the release"},
 		{"empty from", "", base, nil, "needs both"},
 		{"empty source", empty, base, nil, "is empty"},
 		{"missing source", filepath.Join(tmp, "nope"), base, nil, "no such file"},

@@ -299,6 +299,13 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 func linkShared(base, dir, rel string) error {
 	shared := filepath.Join(base, sharedDir, rel)
 	inRelease := filepath.Join(dir, rel)
+	// A symlink on the way (the build's storage -> /var/lib/x) would make
+	// the removal below act outside the release.
+	for p := filepath.Dir(rel); p != "." && p != string(filepath.Separator); p = filepath.Dir(p) {
+		if fi, err := os.Lstat(filepath.Join(dir, p)); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("shared path %q goes through %s, a symlink in the release: link the symlink's own path instead, or remove it from the build", rel, p)
+		}
+	}
 	if _, err := os.Lstat(shared); errors.Is(err, os.ErrNotExist) {
 		if _, err := os.Lstat(inRelease); err != nil {
 			return fmt.Errorf("shared path %q exists neither in %s nor in the release: create it (mkdir -p %s, or put the file there)", rel, filepath.Join(base, sharedDir), shared)
