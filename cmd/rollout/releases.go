@@ -133,6 +133,11 @@ func writeReleases(io *IOStreams, services []serviceReleases) {
 			if r.Bad != "" {
 				notes = append(notes, "bad: "+r.Bad)
 			}
+			if len(notes) == 0 {
+				// No trailing cell: tabwriter would pad the line with spaces.
+				fmt.Fprintf(tw, "  %s\n", r.ID)
+				continue
+			}
 			fmt.Fprintf(tw, "  %s\t%s\n", r.ID, strings.Join(notes, "; "))
 		}
 		tw.Flush()

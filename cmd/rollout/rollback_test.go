@@ -88,3 +88,76 @@ service "db" {
 		t.Errorf("current -> %s after dry runs", l)
 	}
 }
+
+// TestReleasesOutput: the text and JSON listings of one service's
+// releases, exactly.
+func TestReleasesOutput(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "apps", "api")
+	for _, id := range []string{"20260101T000001Z-a", "20260101T000002Z-b", "20260101T000003Z-c"} {
+		writeFile(t, filepath.Join(base, "releases", id, "VERSION"), id)
+	}
+	writeFile(t, filepath.Join(base, "releases", "20260101T000003Z-c.bad"), "rolled back\n")
+	if err := os.Symlink("releases/20260101T000002Z-b", filepath.Join(base, "current")); err != nil {
+		t.Fatal(err)
+	}
+	plan := filepath.Join(dir, "plan.hcl")
+	writeFile(t, plan, fmt.Sprintf(`
+pipeline "default" {
+  step "release" "deploy" {
+    if   = run.deploy
+    from = run.deploy_path
+  }
+  step "restart" "restart" {}
+}
+service "api" {
+  unit        = "api.service"
+  working_dir = %q
+}
+`, filepath.Join(base, "current")))
+
+	ios, out, _ := testStreams()
+	if err := releasesRun(&ReleasesOptions{IO: ios, File: plan}); err != nil {
+		t.Fatal(err)
+	}
+	want := "api  " + base + "\n" +
+		"  20260101T000001Z-a\n" +
+		"  20260101T000002Z-b  current\n" +
+		"  20260101T000003Z-c  bad: rolled back\n"
+	if out.String() != want {
+		t.Errorf("releases:\n%s\nwant:\n%s", out, want)
+	}
+
+	ios, out, _ = testStreams()
+	if err := releasesRun(&ReleasesOptions{IO: ios, File: plan, JSON: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantJSON := `{
+  "services": [
+    {
+      "service": "api",
+      "base": "` + base + `",
+      "current": "20260101T000002Z-b",
+      "releases": [
+        {
+          "id": "20260101T000001Z-a",
+          "current": false
+        },
+        {
+          "id": "20260101T000002Z-b",
+          "current": true
+        },
+        {
+          "id": "20260101T000003Z-c",
+          "current": false,
+          "bad": "rolled back"
+        }
+      ]
+    }
+  ]
+}
+`
+	if out.String() != wantJSON {
+		t.Errorf("releases --json:\n%s\nwant:\n%s", out, wantJSON)
+	}
+}
