@@ -33,6 +33,17 @@ var needsFuncs = map[string]planner.NeedsFunc{
 		from, _ := knownString(args, "from")
 		return planner.Needs{Copies: []planner.Copy{{From: from}}}
 	},
+	// A switch needs the release it switches to (what `rollout rollback`
+	// runs: a release removed since it was planned is reported before any
+	// service is touched).
+	TypeSwitchRelease: func(args map[string]cty.Value, svc *planner.Service) planner.Needs {
+		base, _ := knownString(args, "to")
+		id, _ := knownString(args, "release")
+		if base == "" || !validReleaseID(id) {
+			return planner.Needs{}
+		}
+		return planner.Needs{Dirs: []string{releasePath(absOrSelf(base), id)}}
+	},
 	TypeExec: func(args map[string]cty.Value, svc *planner.Service) planner.Needs {
 		var n planner.Needs
 		dir, _ := knownString(args, "dir")

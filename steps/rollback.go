@@ -138,7 +138,12 @@ func RollbackPipeline(svc *planner.Service, t RollbackTarget) error {
 	types := Types()
 	step := func(name, typ string, args map[string]cty.Value) *planner.Step {
 		st := types[typ]
-		return &planner.Step{Name: name, Type: typ, Args: args, Check: st.Check, Rollback: st.Rollback, DeclRange: svc.DeclRange}
+		ps := &planner.Step{Name: name, Type: typ, Args: args, Check: st.Check, Rollback: st.Rollback, DeclRange: svc.DeclRange}
+		if st.Needs != nil {
+			// What preflight checks, as the planner fills it in.
+			ps.Needs = st.Needs(args, svc)
+		}
+		return ps
 	}
 	out := []*planner.Step{step("switch", TypeSwitchRelease, map[string]cty.Value{
 		"to":       cty.StringVal(t.Base),

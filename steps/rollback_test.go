@@ -86,6 +86,10 @@ func TestRollbackPipeline(t *testing.T) {
 	if a := svc.Steps[0].Args; a["release"].AsString() != target.To || a["expect"].AsString() != target.From {
 		t.Errorf("switch args %v", a)
 	}
+	// Preflight checks that the release gone back to is still there.
+	if d := svc.Steps[0].Needs.Dirs; len(d) != 1 || d[0] != "/srv/a/releases/"+target.To {
+		t.Errorf("switch needs dirs %v, want the release", d)
+	}
 
 	bare := &planner.Service{Name: "b", Steps: []*planner.Step{st("deploy", TypeRelease)}}
 	if err := RollbackPipeline(bare, target); err != nil {
