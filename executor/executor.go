@@ -64,6 +64,16 @@ type Committer interface {
 	Commit(ctx context.Context) error
 }
 
+// Discarder is an optional interface of an Undo that keeps something for
+// its own sake (a code snapshot) after it ran: Discard drops it. The
+// executor calls it once the undo is recorded as done in the crash journal
+// (never before, so a recovery never finds the undo due and what it needs
+// gone), also for an undo a dead run's rollback had done. An error is only
+// reported: the undo itself succeeded.
+type Discarder interface {
+	Discard(ctx context.Context) error
+}
+
 // ErrIrreversible is returned (wrapped) by an Undo that cannot reverse its
 // step, such as an exec step without rollback_command. The rollback goes on
 // and the event says so; it does not count as a failed rollback.
@@ -84,6 +94,41 @@ type Env struct {
 	// Attempt reports the current attempt of a retrying step (health
 	// checks), for the live view.
 	Attempt func(n int)
+
+	// The hooks below are set by the executor; steps call them through
+	// the nil-safe methods of the same meaning.
+	JournalFunc func(rec UndoRecord) error
+	ProcessFunc func(pid int)
+	ReportFunc  func(msg string)
+}
+
+// JournalInFlight makes rec the running step's in-flight undo in the crash
+// journal, durably, before it returns: a step calls it before it changes
+// something whose undo it knows only now (a snapshot just taken, a unit's
+// state just read). An error means the journal could not be written; the
+// step must not go on to change anything.
+func (e *Env) JournalInFlight(rec UndoRecord) error {
+	if e == nil || e.JournalFunc == nil {
+		return nil
+	}
+	return e.JournalFunc(rec)
+}
+
+// ProcessStarted records a child the step started as the leader of its own
+// process group, so that recovery kills the group before it undoes
+// anything.
+func (e *Env) ProcessStarted(pid int) {
+	if e != nil && e.ProcessFunc != nil {
+		e.ProcessFunc(pid)
+	}
+}
+
+// Report adds a sentence to the step's end event in the events log (an
+// undo names what it discarded).
+func (e *Env) Report(msg string) {
+	if e != nil && e.ReportFunc != nil {
+		e.ReportFunc(msg)
+	}
 }
 
 // Options controls Run.
@@ -96,9 +141,13 @@ type Options struct {
 	Force       bool
 	RunID       string // generated when ""
 	// LockPath is the single-run lock for the manager this run talks to;
-	// "" runs without a lock (tests). A held lock fails Run at once with
-	// an error naming the holder (pid, run id, plan, start time).
+	// "" runs without a lock and without a journal (tests). A held lock
+	// fails Run at once with an error naming the holder (pid, run id,
+	// plan, start time).
 	LockPath string
+	// JournalDir is where the run's crash journal goes (default
+	// JournalDir(LockPath)); see StatePaths.
+	JournalDir string
 	// Abort is closed on a second interrupt: steps in flight are cancelled
 	// and rolled back at once. Cancelling Run's ctx (the first interrupt)
 	// only stops new services from starting.

@@ -25,6 +25,10 @@ type LockHolder struct {
 	User    string    `json:"user,omitempty"`
 	Host    string    `json:"host,omitempty"`
 	Started time.Time `json:"started"`
+	// Journals is the directory the holder writes its crash journal to:
+	// the next holder looks there too, so a journal is found even when
+	// the two runs' environments name different state directories.
+	Journals string `json:"journals,omitempty"`
 }
 
 // LockedError says that another run holds the lock, and who. Holder is nil
@@ -79,6 +83,9 @@ func agoText(d time.Duration) string {
 // Lock is a held run lock.
 type Lock struct {
 	f *os.File
+	// Previous is the holder the file named before this one (nil when
+	// unknown): a run that died still names its journal directory there.
+	Previous *LockHolder
 }
 
 // AcquireLock takes the single-run lock at path with flock(LOCK_EX|LOCK_NB)
@@ -102,19 +109,34 @@ func AcquireLock(path string, holder LockHolder) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	data, err := json.Marshal(holder)
-	if err == nil {
-		data = append(data, '\n')
-		if err = f.Truncate(0); err == nil {
-			_, err = f.WriteAt(data, 0)
+	var prev *LockHolder
+	if old, err := io.ReadAll(io.LimitReader(f, 64<<10)); err == nil {
+		var h LockHolder
+		if json.Unmarshal(old, &h) == nil {
+			prev = &h
 		}
 	}
-	if err != nil {
+	l := &Lock{f: f, Previous: prev}
+	if err := l.setHolder(holder); err != nil {
 		_ = flock(f, syscall.LOCK_UN)
 		_ = f.Close()
 		return nil, fmt.Errorf("lock %s: write holder: %w", path, err)
 	}
-	return &Lock{f: f}, nil
+	return l, nil
+}
+
+// setHolder rewrites the holder in the held lock's file.
+func (l *Lock) setHolder(holder LockHolder) error {
+	data, err := json.Marshal(holder)
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if err := l.f.Truncate(0); err != nil {
+		return err
+	}
+	_, err = l.f.WriteAt(data, 0)
+	return err
 }
 
 func lockedError(path string, f *os.File) error {
@@ -159,14 +181,8 @@ func (l *Lock) Release() error {
 }
 
 // DefaultLockPath is the lock of the system manager (/run/rollout/lock) or,
-// with user, of the user's manager ($XDG_RUNTIME_DIR/rollout/lock, else
-// /tmp/rollout-<uid>/lock).
+// with user, of the user manager reached through the session bus; see
+// StatePathsFor.
 func DefaultLockPath(user bool) string {
-	if !user {
-		return "/run/rollout/lock"
-	}
-	if dir := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(dir) {
-		return filepath.Join(dir, "rollout", "lock")
-	}
-	return filepath.Join("/tmp", "rollout-"+strconv.Itoa(os.Getuid()), "lock")
+	return DefaultStatePaths(user).Lock
 }

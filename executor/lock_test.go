@@ -141,16 +141,33 @@ func TestAgoText(t *testing.T) {
 	}
 }
 
-func TestDefaultLockPath(t *testing.T) {
-	if got := DefaultLockPath(false); got != "/run/rollout/lock" {
-		t.Errorf("system: %q", got)
+// TestStatePathsKeyedOnTheManager: the lock and the journals of a user
+// manager follow its bus, whatever $XDG_RUNTIME_DIR says; the journals
+// live on disk in the state directory.
+func TestStatePathsKeyedOnTheManager(t *testing.T) {
+	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	if got := StatePathsFor(false, env(nil)); got.Lock != "/run/rollout/lock" || got.Journals != "/var/lib/rollout/runs" {
+		t.Errorf("system: %+v", got)
 	}
-	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
-	if got := DefaultLockPath(true); got != "/run/user/1000/rollout/lock" {
-		t.Errorf("user: %q", got)
+	bus := "unix:path=/run/user/1000/bus"
+	a := StatePathsFor(true, env(map[string]string{"DBUS_SESSION_BUS_ADDRESS": bus, "XDG_RUNTIME_DIR": "/run/user/1000", "HOME": "/home/u"}))
+	b := StatePathsFor(true, env(map[string]string{"DBUS_SESSION_BUS_ADDRESS": bus, "HOME": "/home/u"}))
+	c := StatePathsFor(true, env(map[string]string{"DBUS_SESSION_BUS_ADDRESS": bus + ",guid=abc", "XDG_RUNTIME_DIR": "/tmp/elsewhere", "HOME": "/home/u"}))
+	if a.Lock != "/run/user/1000/rollout/lock" || b.Lock != a.Lock || c.Lock != a.Lock {
+		t.Errorf("one manager, three locks: %q %q %q", a.Lock, b.Lock, c.Lock)
 	}
-	t.Setenv("XDG_RUNTIME_DIR", "")
-	if got := DefaultLockPath(true); !strings.HasPrefix(got, "/tmp/rollout-") || !strings.HasSuffix(got, "/lock") {
-		t.Errorf("user without XDG_RUNTIME_DIR: %q", got)
+	if a.Journals != "/home/u/.local/state/rollout/runs/run-user-1000-bus" || b.Journals != a.Journals {
+		t.Errorf("journals: %q %q", a.Journals, b.Journals)
+	}
+	if d := StatePathsFor(true, env(map[string]string{"DBUS_SESSION_BUS_ADDRESS": bus, "XDG_STATE_HOME": "/var/state"})); d.Journals != "/var/state/rollout/runs/run-user-1000-bus" {
+		t.Errorf("XDG_STATE_HOME: %q", d.Journals)
+	}
+	other := StatePathsFor(true, env(map[string]string{"DBUS_SESSION_BUS_ADDRESS": "unix:path=/tmp/x/bus", "HOME": "/home/u"}))
+	if other.Lock == a.Lock || other.Journals == a.Journals {
+		t.Errorf("two managers share %q / %q", other.Lock, other.Journals)
+	}
+	abstract := StatePathsFor(true, env(map[string]string{"DBUS_SESSION_BUS_ADDRESS": "unix:abstract=/tmp/dbus-X", "HOME": "/home/u"}))
+	if !strings.HasPrefix(abstract.Lock, "/tmp/rollout-") || !strings.HasSuffix(abstract.Lock, "/lock") {
+		t.Errorf("abstract bus: %q", abstract.Lock)
 	}
 }

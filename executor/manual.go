@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -8,11 +9,17 @@ import (
 	"github.com/rollout-sh/rollout/planner"
 )
 
+// ErrStopTimedOut is wrapped by an undo whose stop job got no result in
+// its bound: the unit's processes may hang, and the manual steps say how
+// to kill them.
+var ErrStopTimedOut = errors.New("the stop job did not finish in time")
+
 // manualRollback tells a person how to finish a rollback that failed, in
-// the order of the reference's rollback flow: stop, restore what the
-// rollback could not (the Describe texts of the undos that failed), reload
-// systemd, start, verify.
-func manualRollback(svc *planner.Service, unrestored []string, userManager bool) string {
+// the order of the reference's rollback flow: stop (kill, if the stop is
+// what hung), restore what the rollback could not (the Describe texts of
+// the undos that failed), reload systemd, start, verify. Unit names are
+// shell-quoted: systemd escapes dashes in instance names as \x2d.
+func manualRollback(svc *planner.Service, unrestored []string, causes []error, userManager bool) string {
 	// Reading state needs no root; changing it does.
 	systemctl, query, journalctl := "sudo systemctl", "systemctl", "sudo journalctl -u"
 	if userManager {
@@ -22,9 +29,20 @@ func manualRollback(svc *planner.Service, unrestored []string, userManager bool)
 	if unit == "" {
 		unit = svc.Name
 	}
+	unit = shellQuote(unit)
+	stopHung := false
+	for _, err := range causes {
+		if errors.Is(err, ErrStopTimedOut) {
+			stopHung = true
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Rollback of %s failed; finish it by hand:\n", svc.Name)
 	b.WriteString("# 1. Stop the service\n")
+	if stopHung {
+		b.WriteString("#    (its stop hung: kill its processes first, then stop it)\n")
+		fmt.Fprintf(&b, "%s kill --signal=SIGKILL %s\n", systemctl, unit)
+	}
 	fmt.Fprintf(&b, "%s stop %s\n", systemctl, unit)
 	b.WriteString("# 2. Restore what the rollback could not:\n")
 	for _, d := range unrestored {
@@ -68,7 +86,7 @@ func healthCommand(svc *planner.Service, systemctl string) string {
 			return strings.Join(quoted, " ")
 		}
 	case "systemd":
-		return fmt.Sprintf("%s is-active %s", systemctl, svc.Unit)
+		return fmt.Sprintf("%s is-active %s", systemctl, shellQuote(svc.Unit))
 	}
 	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -45,19 +46,33 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	}
 
 	var jr *journalWriter
+	journals := opts.JournalDir
+	if journals == "" && opts.LockPath != "" {
+		journals = JournalDir(opts.LockPath)
+	}
 	if opts.LockPath != "" {
-		lock, err := AcquireLock(opts.LockPath, lockHolder(plan, opts))
+		holder := lockHolder(plan, opts)
+		holder.Journals = journals
+		lock, err := AcquireLock(opts.LockPath, holder)
 		if err != nil {
 			return Result{}, err
 		}
 		defer lock.Release()
 		// A journal left by a run that died means services may be half
 		// restarted: nothing new starts until `rollout recover` ran.
-		unfinished, err := UnfinishedRuns(JournalDir(opts.LockPath))
+		dirs := []string{journals}
+		if lock.Previous != nil {
+			dirs = append(dirs, lock.Previous.Journals)
+		}
+		unfinished, err := UnfinishedRuns(dirs...)
 		if err != nil {
 			return Result{}, err
 		}
 		if len(unfinished) > 0 {
+			// The lock file names the dead run's journal again, for the
+			// recover that comes next.
+			holder.Journals = filepath.Dir(unfinished[0].Path)
+			_ = lock.setHolder(holder)
 			return Result{}, &UnfinishedRunError{Journal: unfinished[0], UserManager: opts.UserManager}
 		}
 	}
@@ -70,7 +85,7 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	}
 	if opts.LockPath != "" {
 		var err error
-		if jr, err = newJournalWriter(opts.LockPath, plan, opts); err != nil {
+		if jr, err = newJournalWriter(journals, plan, opts); err != nil {
 			return Result{}, err
 		}
 	}

@@ -44,7 +44,7 @@ func (r *runner) restart(svc *planner.Service) outcome {
 		return outcomeFailed
 	}
 
-	r.jr.begin(svc)
+	sj := r.jr.service(svc)
 	var stack []undoEntry
 	var failure error
 	for k, st := range svc.Steps {
@@ -52,14 +52,27 @@ func (r *runner) restart(svc *planner.Service) outcome {
 			failure = fmt.Errorf("step %s not started: run aborted", st.Name)
 			break
 		}
-		r.jr.stepStart(svc, st, steps[k])
-		undo, err := r.doStep(svc, st, steps[k])
+		var attempt atomic.Int64
+		env := r.env(svc, st, &attempt)
+		if sj != nil {
+			env.JournalFunc = func(rec UndoRecord) error { return sj.setInFlight(st.Name, rec) }
+			env.ProcessFunc = func(pid int) { sj.procStarted(st.Name, pid) }
+		}
+		sj.stepStart(st, steps[k], env)
+		undo, err := r.doStep(svc, st, steps[k], env, &attempt)
 		var pushed *undoEntry
 		if undo != nil {
 			stack = append(stack, undoEntry{undo: undo, step: st})
 			pushed = &stack[len(stack)-1]
 		}
-		r.jr.stepEnd(svc, pushed)
+		// The journal write an undo owes may wait for the service's next
+		// write when nothing runs in between: the next step's start (one
+		// with an in-flight undo), the rollback, the end.
+		nextInFlight := false
+		if k+1 < len(steps) {
+			_, nextInFlight = steps[k+1].(InFlightRecordable)
+		}
+		sj.stepEnd(pushed, err != nil || k+1 == len(steps) || nextInFlight)
 		if err != nil {
 			failure = fmt.Errorf("step %s: %w", st.Name, err)
 			break
@@ -69,7 +82,7 @@ func (r *runner) restart(svc *planner.Service) outcome {
 	if failure == nil {
 		// Out of the journal before the success is told: a crash in
 		// between must not roll back a service that restarted well.
-		r.jr.end(svc)
+		sj.end()
 		r.em.emit(Event{
 			Event:      ServiceRestartSuccess,
 			Service:    svc.Name,
@@ -80,13 +93,13 @@ func (r *runner) restart(svc *planner.Service) outcome {
 		return outcomeSucceeded
 	}
 	if len(stack) == 0 {
-		r.jr.end(svc)
+		sj.end()
 		failed(failure, "nothing changed; no rollback needed")
 		return outcomeFailed
 	}
-	r.jr.rollingBack(svc)
-	ok := r.rollback(svc, stack)
-	r.jr.end(svc)
+	sj.rollingBack()
+	ok := r.rollback(svc, stack, sj, nil) == rollbackDone
+	sj.end()
 	if ok {
 		failed(failure, "rolled back")
 		return outcomeRolledBack
@@ -119,9 +132,7 @@ func (r *runner) build(svc *planner.Service) ([]Step, error) {
 }
 
 // doStep runs one step with its events.
-func (r *runner) doStep(svc *planner.Service, st *planner.Step, step Step) (Undo, error) {
-	var attempt atomic.Int64
-	env := r.env(svc, st, &attempt)
+func (r *runner) doStep(svc *planner.Service, st *planner.Step, step Step, env *Env, attempt *atomic.Int64) (Undo, error) {
 	r.em.emit(Event{Event: StepStart, Service: svc.Name, Unit: svc.Unit, Step: st.Name})
 	t0 := r.now()
 	undo, err := callDo(r.stepCtx, step, env)
@@ -205,14 +216,29 @@ func describeReopen(u Reopener) (s string) {
 	return u.DescribeReopen()
 }
 
+// rollbackResult is how a rollback ended.
+type rollbackResult int
+
+const (
+	rollbackDone rollbackResult = iota
+	rollbackFailed
+	// rollbackInterrupted: abort was closed between two undos; the
+	// journal holds what is left for a later recovery.
+	rollbackInterrupted
+)
+
 // rollback unwinds stack: it pops and undoes in reverse; a Reopener's Undo
 // runs when popped (stop the unit) and its Reopen after everything below it
 // was undone (start the unit, verify health). Nested Reopeners reopen
-// innermost first. Every undo is tried even after one failed, so that as
-// much as possible is restored. It reports whether the rollback succeeded.
-func (r *runner) rollback(svc *planner.Service, stack []undoEntry) bool {
+// innermost first; Readmitters run last, once every Reopen succeeded.
+// Every undo is tried even after one failed, so that as much as possible
+// is restored. Each undo done is journaled (sj) before what it kept is
+// dropped (Discarder) and before the next undo starts; abort, once
+// closed, stops the rollback between two undos.
+func (r *runner) rollback(svc *planner.Service, stack []undoEntry, sj *svcJournal, abort <-chan struct{}) rollbackResult {
 	// Never the run's context: an interrupted or aborted run must still
-	// put the service back.
+	// put the service back. Each undo bounds its own jobs (a rollback
+	// job gets a longer bound than the step's); this bounds the whole.
 	ctx, cancel := context.WithTimeout(r.base, rollbackTimeout)
 	defer cancel()
 
@@ -226,28 +252,46 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry) bool {
 
 	var failures []string // "step: error", for the event's Error
 	var unrestored []string
+	var causes []error
+	fail := func(what, desc string, err error) {
+		failures = append(failures, fmt.Sprintf("%s: %v", what, err))
+		unrestored = append(unrestored, desc)
+		causes = append(causes, err)
+	}
+	// undo runs stack[k]'s Undo unless a dead run's rollback did, and
+	// records it done before dropping what it kept.
+	undo := func(k int) {
+		e := stack[k]
+		desc := describe(e.undo)
+		if !e.undone {
+			if err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) }); err != nil {
+				fail(e.step.Name, desc, err)
+				return
+			}
+			// Recovery after a crash from here on must not undo it twice
+			// (a restored snapshot is dropped next).
+			sj.undone(k)
+		}
+		if d, ok := e.undo.(Discarder); ok {
+			if err := callDiscard(ctx, d); err != nil {
+				r.em.note(Event{Event: StepLog, Service: svc.Name, Unit: svc.Unit, Step: e.step.Name, Phase: "rollback", Error: err.Error(),
+					Message: "cleanup after the undo failed (the undo itself succeeded; clean up by hand): " + err.Error()})
+			}
+		}
+	}
 	var reopens []undoEntry
 	var readmits []int // stack indexes, in pop order
 	reopenFailed := false
 	for k := len(stack) - 1; k >= 0; k-- {
+		if closed(abort) {
+			return rollbackInterrupted
+		}
 		e := stack[k]
 		if _, ok := e.undo.(Readmitter); ok && !e.undone {
 			readmits = append(readmits, k)
 			continue
 		}
-		desc := describe(e.undo)
-		var err error
-		if !e.undone {
-			err = r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) })
-		}
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("%s: %v", e.step.Name, err))
-			unrestored = append(unrestored, desc)
-		} else {
-			// Recovery after a crash from here on must not undo it twice
-			// (a restored snapshot is gone).
-			r.jr.undone(svc, k)
-		}
+		undo(k)
 		if _, ok := e.undo.(Reopener); ok {
 			// Reopen even when the Undo failed: the service should end
 			// up running whatever else went wrong.
@@ -255,53 +299,53 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry) bool {
 		}
 	}
 	for k := len(reopens) - 1; k >= 0; k-- {
+		if closed(abort) {
+			return rollbackInterrupted
+		}
 		e := reopens[k]
 		ro := e.undo.(Reopener)
 		desc := describeReopen(ro)
 		err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callReopen(ctx, ro, env) })
 		if err != nil {
-			failures = append(failures, fmt.Sprintf("%s (reopen): %v", e.step.Name, err))
-			unrestored = append(unrestored, desc)
+			fail(e.step.Name+" (reopen)", desc, err)
 			reopenFailed = true
 		}
 	}
 	for _, k := range readmits {
+		if closed(abort) {
+			return rollbackInterrupted
+		}
 		e := stack[k]
-		desc := describe(e.undo)
 		if reopenFailed {
 			// Held back: traffic to a service that is not back would fail.
-			failures = append(failures, fmt.Sprintf("%s: not done, the service did not come back", e.step.Name))
-			unrestored = append(unrestored, desc)
+			fail(e.step.Name, describe(e.undo), errors.New("not done, the service did not come back"))
 			continue
 		}
-		err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) })
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("%s: %v", e.step.Name, err))
-			unrestored = append(unrestored, desc)
-		} else {
-			r.jr.undone(svc, k)
-		}
+		undo(k)
 	}
 
 	if len(failures) == 0 {
 		r.em.emit(Event{Event: RollbackSuccess, Service: svc.Name, Unit: svc.Unit, DurationMS: r.since(start)})
-		return true
+		return rollbackDone
 	}
 	r.em.emit(Event{
 		Event:      RollbackFailed,
 		Service:    svc.Name,
 		Unit:       svc.Unit,
 		Error:      strings.Join(failures, "; "),
-		Message:    manualRollback(svc, unrestored, r.opts.UserManager),
+		Message:    manualRollback(svc, unrestored, causes, r.opts.UserManager),
 		DurationMS: r.since(start),
 	})
-	return false
+	return rollbackFailed
 }
 
 // rollbackStep runs one undo or reopen with its events. An irreversible
-// undo is reported as done: there was nothing it could restore.
+// undo is reported as done: there was nothing it could restore. What the
+// undo reports (Env.Report) ends its event's message.
 func (r *runner) rollbackStep(ctx context.Context, svc *planner.Service, st *planner.Step, desc string, run func(*Env) error) error {
 	env := r.env(svc, st, nil)
+	var reports []string
+	env.ReportFunc = func(msg string) { reports = append(reports, msg) }
 	r.em.emit(Event{Event: StepStart, Service: svc.Name, Unit: svc.Unit, Step: st.Name, Phase: "rollback", Message: desc})
 	t0 := r.now()
 	err := run(env)
@@ -313,6 +357,9 @@ func (r *runner) rollbackStep(ctx context.Context, svc *planner.Service, st *pla
 		err = nil
 	default:
 		ev.Event, ev.Error = StepFailed, err.Error()
+	}
+	if len(reports) > 0 {
+		ev.Message += "; " + strings.Join(reports, "; ")
 	}
 	ev.DurationMS = r.since(t0)
 	r.em.emit(ev)
@@ -353,4 +400,13 @@ func callCommit(ctx context.Context, c Committer) (err error) {
 		}
 	}()
 	return c.Commit(ctx)
+}
+
+func callDiscard(ctx context.Context, d Discarder) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("discard panicked: %v", p)
+		}
+	}()
+	return d.Discard(ctx)
 }

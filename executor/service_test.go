@@ -266,7 +266,7 @@ func TestFailingUndoFailsRollbackButUnwindsTheRest(t *testing.T) {
 
 func TestManualRollbackForUserManager(t *testing.T) {
 	svc := &planner.Service{Name: "x", Unit: "x.service", Health: &planner.Health{Kind: "tcp", Address: "localhost:6379"}}
-	msg := manualRollback(svc, []string{"restore the unit file"}, true)
+	msg := manualRollback(svc, []string{"restore the unit file"}, nil, true)
 	for _, want := range []string{"systemctl --user stop x.service", "systemctl --user daemon-reload", "nc -z localhost 6379", "journalctl --user-unit x.service"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,15 +146,31 @@ func runCommand(ctx context.Context, env *executor.Env, c command) error {
 	// The command runs in its own process group and a timeout kills the
 	// whole group: `npx prisma migrate` and the like leave children that
 	// would otherwise keep running and hold the output pipe open.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig kills the command when rollout dies (kill -9 included);
+	// the group is journaled too, for what the command started itself,
+	// and recovery kills it before it undoes anything.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 
-	err := cmd.Run()
+	// The kernel sends Pdeathsig when the thread that forked the child
+	// exits, not the process: this goroutine keeps that thread until the
+	// child is gone, so the Go scheduler cannot retire it under the child.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("command %s: %w", formatArgv(c.argv), err)
+	}
+	env.ProcessStarted(cmd.Process.Pid)
+	err := cmd.Wait()
 	out.flush()
 	if err == nil {
 		return nil
 	}
+	// A command that failed may have left children in its group (a shell
+	// killed, its sleep still running): they must not run on into the
+	// rollback that follows.
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	name := formatArgv(c.argv)
 	var why string
 	var exitErr *exec.ExitError

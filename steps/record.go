@@ -34,9 +34,12 @@ func (u *backupUnitUndo) Record() executor.UndoRecord {
 
 // Record implements executor.Recordable.
 func (u *rsyncUndo) Record() executor.UndoRecord {
-	return executor.UndoRecord{Kind: RecordRestoreSnapshot, Args: map[string]string{
-		"to": u.to, "snapshot": u.snapshot,
-	}}
+	args := map[string]string{"to": u.to, "snapshot": u.snapshot, "complete": strconv.FormatBool(u.complete)}
+	if len(u.exclude) > 0 {
+		x, _ := json.Marshal(u.exclude)
+		args["exclude"] = string(x)
+	}
+	return executor.UndoRecord{Kind: RecordRestoreSnapshot, Args: args}
 }
 
 // Record implements executor.Recordable. What Commit does is not
@@ -73,7 +76,7 @@ func (u irreversibleUndo) Record() executor.UndoRecord {
 // during a restart, recovery stops the unit, lets the earlier undos
 // restore its files, starts it and verifies its health, whether or not
 // the restart happened.
-func (s *unitJobStep) InFlightRecord() (executor.UndoRecord, bool) {
+func (s *unitJobStep) InFlightRecord(*executor.Env) (executor.UndoRecord, bool) {
 	if s.op != OpRestart {
 		// A start or stop undoes differently depending on the unit's
 		// state before it, which is known only once Do has read it.
@@ -83,13 +86,13 @@ func (s *unitJobStep) InFlightRecord() (executor.UndoRecord, bool) {
 }
 
 // InFlightRecord implements executor.InFlightRecordable, as a restart's.
-func (s *reloadOrRestartStep) InFlightRecord() (executor.UndoRecord, bool) {
+func (s *reloadOrRestartStep) InFlightRecord(*executor.Env) (executor.UndoRecord, bool) {
 	return s.reopenUndo(true).Record(), true
 }
 
 // InFlightRecord implements executor.InFlightRecordable: a command that
 // died half-way is undone as a failed one is, by its rollback_command.
-func (s *execStep) InFlightRecord() (executor.UndoRecord, bool) {
+func (s *execStep) InFlightRecord(*executor.Env) (executor.UndoRecord, bool) {
 	u, ok := s.undo().(executor.Recordable)
 	if !ok {
 		return executor.UndoRecord{}, false
@@ -97,8 +100,22 @@ func (s *execStep) InFlightRecord() (executor.UndoRecord, bool) {
 	return u.Record(), true
 }
 
+// InFlightRecord implements executor.InFlightRecordable: before the
+// snapshot is taken, recovery must remove a partial one and may trust
+// that the working directory is untouched; Do journals the complete
+// snapshot before the deploy changes anything.
+func (s *rsyncStep) InFlightRecord(env *executor.Env) (executor.UndoRecord, bool) {
+	if s.from == "" || s.to == "" {
+		return executor.UndoRecord{}, false
+	}
+	return s.undo(env, false).Record(), true
+}
+
 func (j *unitJob) recordArgs() map[string]string {
 	args := map[string]string{"unit": j.unit, "timeout": j.timeout.String()}
+	if j.rollbackTimeout > 0 {
+		args["rollback_timeout"] = j.rollbackTimeout.String()
+	}
 	if h, err := json.Marshal(j.health); err == nil {
 		args["health"] = string(h)
 	}
@@ -121,6 +138,7 @@ func (c command) recordArgs() map[string]string {
 // naming what is missing, and the recovery reports the undo as failed.
 func Recover(rec executor.UndoRecord, deps Deps) (executor.Undo, error) {
 	a := recordArgs{kind: rec.Kind, args: rec.Args}
+
 	var u executor.Undo
 	switch rec.Kind {
 	case RecordRestoreUnitFile:
@@ -131,7 +149,9 @@ func Recover(rec executor.UndoRecord, deps Deps) (executor.Undo, error) {
 		}
 		u = &backupUnitUndo{path: path, file: file, backup: a.need("backup"), sd: deps.Systemd}
 	case RecordRestoreSnapshot:
-		u = &rsyncUndo{to: a.need("to"), snapshot: a.need("snapshot")}
+		ru := &rsyncUndo{to: a.need("to"), snapshot: a.need("snapshot"), complete: a.get("complete") != "false"}
+		a.jsonArg("exclude", &ru.exclude, false)
+		u = ru
 	case RecordSwitchRelease:
 		u = &releaseUndo{base: a.need("base"), back: a.get("back"), discard: a.get("discard")}
 		for _, id := range []string{a.get("back"), a.get("discard")} {
@@ -224,6 +244,7 @@ func (a *recordArgs) jsonArg(name string, v any, required bool) {
 
 func (a *recordArgs) unitJob(deps Deps) unitJob {
 	j := unitJob{unit: a.need("unit"), timeout: a.duration("timeout", defaultJobTimeout), sd: deps.Systemd, check: CheckHealth}
+	j.rollbackTimeout = a.duration("rollback_timeout", rollbackJobTimeout(j.timeout))
 	var h planner.Health
 	if a.get("health") != "" {
 		a.jsonArg("health", &h, false)

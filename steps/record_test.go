@@ -22,10 +22,11 @@ import (
 func TestRecordRoundTrip(t *testing.T) {
 	fake := systemdfake.New()
 	health := planner.Health{Kind: dsl.HealthHTTP, URL: "http://127.0.0.1:1/health", Timeout: 2 * time.Second, Retries: 3, Interval: 200 * time.Millisecond}
-	job := unitJob{unit: "a.service", timeout: 90 * time.Second, health: health, sd: fake, check: CheckHealth}
+	job := unitJob{unit: "a.service", timeout: 90 * time.Second, rollbackTimeout: 4 * time.Minute, health: health, sd: fake, check: CheckHealth}
 	undos := []executor.Undo{
 		&backupUnitUndo{path: "/etc/systemd/system/a.service", file: "/etc/systemd/system/a.service", backup: "/etc/systemd/system/a.service.backup", sd: fake},
-		&rsyncUndo{to: "/srv/a", snapshot: "/srv/.a.rollout-snapshot-run"},
+		&rsyncUndo{to: "/srv/a", snapshot: "/srv/.a.rollout-snapshot-run", complete: true},
+		&rsyncUndo{to: "/srv/a", snapshot: "/srv/.a.rollout-snapshot-run", exclude: []string{"data/", "*.sqlite"}},
 		&releaseUndo{base: "/srv/a", back: "20260101T000000Z-000001", discard: "20260102T000000Z-000002"},
 		&releaseUndo{base: "/srv/a"},
 		&reopenUndo{unitJob: job, stop: true},
@@ -122,7 +123,7 @@ func TestInFlightRecords(t *testing.T) {
 		r, ok := tc.step.(executor.InFlightRecordable)
 		var kind string
 		if ok {
-			if rec, ok := r.InFlightRecord(); ok {
+			if rec, ok := r.InFlightRecord(nil); ok {
 				kind = rec.Kind
 			}
 		}

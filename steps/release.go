@@ -132,7 +132,7 @@ func (s *releaseStep) releaseID() string {
 // while the release is copied or switched, recovery points `current` back
 // at the release it had before (read now, before anything changes) and
 // removes the new one, complete or partial.
-func (s *releaseStep) InFlightRecord() (executor.UndoRecord, bool) {
+func (s *releaseStep) InFlightRecord(*executor.Env) (executor.UndoRecord, bool) {
 	if s.base == "" {
 		return executor.UndoRecord{}, false
 	}
@@ -266,7 +266,7 @@ func (b *builder) buildSwitchRelease(svc *planner.Service, step *planner.Step, r
 
 // InFlightRecord implements executor.InFlightRecordable: the release
 // `current` points at before the switch.
-func (s *switchReleaseStep) InFlightRecord() (executor.UndoRecord, bool) {
+func (s *switchReleaseStep) InFlightRecord(*executor.Env) (executor.UndoRecord, bool) {
 	prev, err := readCurrent(s.base)
 	if err != nil {
 		return executor.UndoRecord{}, false

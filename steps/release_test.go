@@ -323,7 +323,7 @@ func TestReleaseCrashRecovery(t *testing.T) {
 			from := filepath.Join(t.TempDir(), "build")
 			writeTree(t, from, map[string]string{"VERSION": "v2"})
 			step := mustBuild(t, newScripted().builder(), testService(), &planner.Step{Name: "deploy", Type: TypeRelease, Args: releaseArgs(from, base, nil, 0)})
-			rec, ok := step.(executor.InFlightRecordable).InFlightRecord()
+			rec, ok := step.(executor.InFlightRecordable).InFlightRecord(nil)
 			if !ok {
 				t.Fatal("no in-flight record")
 			}

@@ -19,10 +19,11 @@ func reloadOrRestartStepType() planner.StepType {
 	return planner.StepType{
 		Name: TypeReloadOrRestart,
 		Spec: hcldec.ObjectSpec{
-			"timeout": &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
+			"timeout":          &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
+			"rollback_timeout": &hcldec.AttrSpec{Name: "rollback_timeout", Type: cty.String},
 		},
 		Rollback: "stop, then the restore chain, start, verify health",
-		Validate: validateDurations("timeout"),
+		Validate: validateDurations("timeout", "rollback_timeout"),
 		Estimate: timeoutEstimate(defaultJobTimeout),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -138,8 +139,16 @@ func TestRsyncDeployAndUndo(t *testing.T) {
 				t.Fatalf("after deploy: %v, want %v", got, tt.want)
 			}
 			snap := filepath.Join(base, ".app.rollout-snapshot-run1")
-			if got := readTree(t, snap); !equalTrees(got, old) {
-				t.Fatalf("snapshot = %v, want %v", got, old)
+			// Excluded paths are not copied into the snapshot: the
+			// deploy leaves them alone, and so does the restore.
+			wantSnap := map[string]string{}
+			for k, v := range old {
+				if !slices.Contains(tt.exclude, k) {
+					wantSnap[k] = v
+				}
+			}
+			if got := readTree(t, snap); !equalTrees(got, wantSnap) {
+				t.Fatalf("snapshot = %v, want %v", got, wantSnap)
 			}
 			if !strings.Contains(undo.Describe(), to) {
 				t.Errorf("Describe = %q, want it to name %s", undo.Describe(), to)
@@ -150,8 +159,16 @@ func TestRsyncDeployAndUndo(t *testing.T) {
 			if got := readTree(t, to); !equalTrees(got, old) {
 				t.Errorf("after undo: %v, want %v", keys(got), keys(old))
 			}
+			// The snapshot stays until the executor has journaled the
+			// undo as done and discards it.
+			if _, err := os.Stat(snap); err != nil {
+				t.Errorf("snapshot gone after undo, before commit: %v", err)
+			}
+			if err := undo.(executor.Discarder).Discard(ctx); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := os.Stat(snap); !os.IsNotExist(err) {
-				t.Errorf("snapshot left after undo: %v", err)
+				t.Errorf("snapshot left after discard: %v", err)
 			}
 		})
 	}
@@ -237,3 +254,105 @@ func TestRsyncDirArg(t *testing.T) {
 }
 
 var _ executor.Undo = (*rsyncUndo)(nil)
+
+// TestRsyncRestoreKeepsExcludedDataAndNamesWhatItDiscards: files the
+// service writes during the run into an excluded path (a database, uploads)
+// survive the rollback's restore; a file outside the excluded paths that
+// was not there before the deploy is deleted by the restore, and the
+// restore's report names it.
+func TestRsyncRestoreKeepsExcludedDataAndNamesWhatItDiscards(t *testing.T) {
+	base := t.TempDir()
+	from, to := filepath.Join(base, "release"), filepath.Join(base, "app")
+	writeTree(t, from, map[string]string{"app.js": "v2"})
+	writeTree(t, to, map[string]string{"app.js": "v1", "data/db.sqlite": "rows 1-10", "uploads/a.png": "A"})
+	ageTree(t, to)
+	exclude := []string{"/data/", "/uploads/"}
+	env := newTestEnv(testService())
+	var reports []string
+	env.Env.ReportFunc = func(msg string) { reports = append(reports, msg) }
+	ctx := context.Background()
+	step := mustBuild(t, newScripted().builder(), testService(), &planner.Step{Name: "deploy", Type: TypeRsync, Args: rsyncArgs(from, to, exclude, nil)})
+	undo, err := step.Do(ctx, &env.Env)
+	if err != nil {
+		t.Fatalf("Do: %v\n%s", err, env.output())
+	}
+	snap := filepath.Join(base, ".app.rollout-snapshot-run1")
+	if got := readTree(t, snap); !equalTrees(got, map[string]string{"app.js": "v1"}) {
+		t.Errorf("snapshot = %v: excluded data was copied", got)
+	}
+	// The service runs on v2 and writes.
+	writeTree(t, to, map[string]string{"data/db.sqlite": "rows 1-11", "uploads/b.png": "B", "cache.tmp": "x"})
+	if err := undo.Undo(ctx, &env.Env); err != nil {
+		t.Fatalf("Undo: %v", err)
+	}
+	want := map[string]string{"app.js": "v1", "data/db.sqlite": "rows 1-11", "uploads/a.png": "A", "uploads/b.png": "B"}
+	if got := readTree(t, to); !equalTrees(got, want) {
+		t.Errorf("after the restore: %v, want %v", got, want)
+	}
+	if len(reports) != 1 || !strings.Contains(reports[0], "cache.tmp") || strings.Contains(reports[0], "uploads") {
+		t.Errorf("the restore reported %q, want it to name cache.tmp (and nothing excluded)", reports)
+	}
+}
+
+// TestRsyncJournalsTheCompleteSnapshotBeforeTheDeploy: the deploy's
+// in-flight undo says "snapshot not complete" before the step starts; the
+// step journals the complete snapshot before it changes the target; an
+// undo recovered from the first record removes the partial snapshot and
+// leaves the target alone; one from the second whose snapshot is gone
+// fails, naming the directory a person must restore.
+func TestRsyncJournalsTheCompleteSnapshotBeforeTheDeploy(t *testing.T) {
+	base := t.TempDir()
+	from, to := filepath.Join(base, "release"), filepath.Join(base, "app")
+	writeTree(t, from, map[string]string{"app.js": "v2"})
+	writeTree(t, to, map[string]string{"app.js": "v1"})
+	ageTree(t, to)
+	env := newTestEnv(testService())
+	step := mustBuild(t, newScripted().builder(), testService(), &planner.Step{Name: "deploy", Type: TypeRsync, Args: rsyncArgs(from, to, nil, nil)})
+	first, ok := step.(executor.InFlightRecordable).InFlightRecord(&env.Env)
+	if !ok || first.Args["complete"] != "false" {
+		t.Fatalf("in-flight record before the step: %+v, %v", first, ok)
+	}
+	var journaled []executor.UndoRecord
+	env.Env.JournalFunc = func(rec executor.UndoRecord) error {
+		if got := readTree(t, to)["app.js"]; got != "v1" {
+			t.Errorf("the target changed (%s) before the snapshot was journaled", got)
+		}
+		journaled = append(journaled, rec)
+		return nil
+	}
+	if _, err := step.Do(context.Background(), &env.Env); err != nil {
+		t.Fatal(err)
+	}
+	if len(journaled) != 1 || journaled[0].Args["complete"] != "true" {
+		t.Fatalf("journaled %+v, want the complete snapshot once", journaled)
+	}
+
+	// A run that died while snapshotting: the partial snapshot goes, the
+	// target stays.
+	partial := filepath.Join(base, ".app.rollout-snapshot-run1.partial")
+	writeTree(t, partial, map[string]string{"app.js": "half"})
+	u, err := Recover(first, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Undo(context.Background(), &env.Env); err != nil {
+		t.Fatalf("undo of an unfinished snapshot: %v", err)
+	}
+	if _, err := os.Stat(partial); !os.IsNotExist(err) {
+		t.Errorf("partial snapshot left: %v", err)
+	}
+	if got := readTree(t, to)["app.js"]; got != "v2" {
+		t.Errorf("the undo of an unfinished snapshot changed the target: %s", got)
+	}
+
+	// The complete snapshot is gone: a person must restore the target.
+	os.RemoveAll(filepath.Join(base, ".app.rollout-snapshot-run1"))
+	u, err = Recover(journaled[0], Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = u.Undo(context.Background(), &env.Env)
+	if err == nil || !strings.Contains(err.Error(), to) || !strings.Contains(err.Error(), "restore its previous contents by hand") {
+		t.Errorf("undo without its snapshot: %v", err)
+	}
+}

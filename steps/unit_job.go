@@ -25,11 +25,12 @@ func unitJobStepType(name string) planner.StepType {
 	return planner.StepType{
 		Name: name,
 		Spec: hcldec.ObjectSpec{
-			"timeout": &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
-			"unit":    &hcldec.AttrSpec{Name: "unit", Type: cty.String},
+			"timeout":          &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
+			"rollback_timeout": &hcldec.AttrSpec{Name: "rollback_timeout", Type: cty.String},
+			"unit":             &hcldec.AttrSpec{Name: "unit", Type: cty.String},
 		},
 		Rollback: rollback,
-		Validate: validateDurations("timeout"),
+		Validate: validateDurations("timeout", "rollback_timeout"),
 		Estimate: timeoutEstimate(defaultJobTimeout),
 	}
 }
@@ -46,13 +47,28 @@ func timeoutEstimate(def time.Duration) func(map[string]cty.Value, *planner.Heal
 	}
 }
 
+// minRollbackJobTimeout is the least time a rollback's job gets: longer
+// than systemd's own default start and stop timeouts (90 s), so that the
+// manager, not rollout, decides that an old version cannot start. A step's
+// timeout bounds the new version's restart; it says nothing of how long
+// the old one needs to come back.
+const minRollbackJobTimeout = 2 * time.Minute
+
+// rollbackJobTimeout is the bound of a rollback's jobs when the step sets
+// no rollback_timeout: twice the step's, at least minRollbackJobTimeout.
+func rollbackJobTimeout(step time.Duration) time.Duration {
+	return max(2*step, minRollbackJobTimeout)
+}
+
 // unitJob is what every step that runs systemd jobs on one unit knows.
 type unitJob struct {
 	unit    string
 	timeout time.Duration // per job
-	health  planner.Health
-	sd      Backend
-	check   healthFunc
+	// rollbackTimeout bounds each job of the undo (stop, start).
+	rollbackTimeout time.Duration
+	health          planner.Health
+	sd              Backend
+	check           healthFunc
 	// definitionChanged is set by prepare when the unit file had changed
 	// on disk (NeedDaemonReload): the running process was started from the
 	// old definition, so only a restart applies the new one.
@@ -63,6 +79,10 @@ func (b *builder) unitJob(svc *planner.Service, r *argReader) unitJob {
 	j := unitJob{unit: stepUnit(svc, r), timeout: defaultJobTimeout, health: serviceHealth(svc), sd: b.sd, check: b.checkHealth}
 	if d, ok := r.duration("timeout"); ok {
 		j.timeout = d
+	}
+	j.rollbackTimeout = rollbackJobTimeout(j.timeout)
+	if d, ok := r.duration("rollback_timeout"); ok {
+		j.rollbackTimeout = d
 	}
 	return j
 }
@@ -103,6 +123,11 @@ func (s *unitJobStep) Do(ctx context.Context, env *executor.Env) (executor.Undo,
 			return nil, nil
 		}
 		u := &stopUndo{unitJob: s.unitJob}
+		// What undoes a start is known only now (the unit was not
+		// running): in the journal before the job changes anything.
+		if err := env.JournalInFlight(u.Record()); err != nil {
+			return nil, err
+		}
 		if err := s.job(ctx, OpStart); err != nil {
 			// The unit may be half up (activating, failed): stop it.
 			return u, err
@@ -122,6 +147,9 @@ func (s *unitJobStep) Do(ctx context.Context, env *executor.Env) (executor.Undo,
 			return nil, nil
 		}
 		u := s.reopenUndo(false)
+		if err := env.JournalInFlight(u.Record()); err != nil {
+			return nil, err
+		}
 		if err := s.job(ctx, OpStop); err != nil {
 			return u, err
 		}
@@ -162,14 +190,30 @@ func (j *unitJob) prepare(ctx context.Context, env *executor.Env) (UnitState, er
 
 // job runs op on the unit and waits for its result, bounded by timeout.
 func (j *unitJob) job(ctx context.Context, op Op) error {
-	jctx, cancel := withTimeout(ctx, j.timeout)
+	return j.jobWithin(ctx, op, j.timeout)
+}
+
+// undoJob runs a job of the rollback, bounded by rollbackTimeout.
+func (j *unitJob) undoJob(ctx context.Context, op Op) error {
+	d := j.rollbackTimeout
+	if d <= 0 {
+		d = rollbackJobTimeout(j.timeout)
+	}
+	return j.jobWithin(ctx, op, d)
+}
+
+func (j *unitJob) jobWithin(ctx context.Context, op Op, timeout time.Duration) error {
+	jctx, cancel := withTimeout(ctx, timeout)
 	defer cancel()
 	err := j.sd.Do(jctx, op, j.unit)
 	if err == nil {
 		return nil
 	}
 	if ctx.Err() == nil && jctx.Err() == context.DeadlineExceeded {
-		return fmt.Errorf("%s %s: no result after %s: %w", op, j.unit, j.timeout, err)
+		if op == OpStop {
+			return fmt.Errorf("%s %s: no result after %s: %w: %w", op, j.unit, timeout, executor.ErrStopTimedOut, err)
+		}
+		return fmt.Errorf("%s %s: no result after %s: %w", op, j.unit, timeout, err)
 	}
 	// The backend's errors already say "restart x.service: ..."; say it once.
 	if strings.HasPrefix(err.Error(), string(op)+" "+j.unit) {
@@ -266,7 +310,7 @@ func (u *reopenUndo) Undo(ctx context.Context, env *executor.Env) error {
 	if !u.stop {
 		return nil
 	}
-	if err := u.job(ctx, OpStop); err != nil {
+	if err := u.undoJob(ctx, OpStop); err != nil {
 		return err
 	}
 	logf(env, "stopped %s", u.unit)
@@ -280,7 +324,7 @@ func (u *reopenUndo) Reopen(ctx context.Context, env *executor.Env) error {
 // startAndVerify starts the unit and, unless --force, runs the service's
 // health check against it.
 func startAndVerify(ctx context.Context, env *executor.Env, j *unitJob) error {
-	if err := j.job(ctx, OpStart); err != nil {
+	if err := j.undoJob(ctx, OpStart); err != nil {
 		return err
 	}
 	st, err := j.sd.Status(ctx, j.unit)
@@ -307,7 +351,7 @@ type stopUndo struct{ unitJob }
 func (u *stopUndo) Describe() string { return "stop " + u.unit }
 
 func (u *stopUndo) Undo(ctx context.Context, env *executor.Env) error {
-	if err := u.job(ctx, OpStop); err != nil {
+	if err := u.undoJob(ctx, OpStop); err != nil {
 		return err
 	}
 	logf(env, "stopped %s", u.unit)

@@ -313,6 +313,17 @@ func (p *platform) command(args ...string) *exec.Cmd {
 	return cmd
 }
 
+// journals is where runs against the platform's manager keep their crash
+// journals, as the rollout binary computes it from its environment.
+func (p *platform) journals() string {
+	env := map[string]string{}
+	for _, kv := range append(os.Environ(), p.m.Env()...) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return executor.StatePathsFor(true, func(k string) string { return env[k] }).Journals
+}
+
 // readEvents reads the platform's events log.
 func (p *platform) readEvents() []executor.Event {
 	p.t.Helper()

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +26,8 @@ type RecoverOptions struct {
 
 	Systemd  func(ctx context.Context, user bool) (steps.Backend, error)
 	LockPath string // tests
+	// Signals delivers interrupts; nil means SIGINT, SIGTERM and SIGHUP.
+	Signals <-chan os.Signal
 }
 
 // NewCmdRecover builds `recover`.
@@ -40,9 +44,15 @@ restart gets (stop, restore code and unit file, daemon-reload, start, verify
 health). Its events carry the original run id and go to that run's events
 log unless --events says otherwise.
 
+Each undo done is recorded in the journal before the next starts, so recover
+may be interrupted (Ctrl-C once: the service being rolled back finishes; twice:
+stop after the current undo) and run again: it goes on where it stopped and
+repeats nothing. The commands a dead run had started (a migration, rsync) die
+with it; recover makes sure none of them still runs before it undoes anything.
+
 Exit status: 0 every service recovered (or nothing to do); 2 another run
 holds the lock or the manager cannot be reached; 3 a rollback failed and a
-person must act.`,
+person must act; 130 interrupted (run recover again).`,
 		Example: `  rollout recover
   rollout recover --user --json`,
 		Args: cobra.NoArgs,
@@ -61,11 +71,14 @@ person must act.`,
 }
 
 func recoverRun(opts *RecoverOptions) error {
-	lockPath := opts.LockPath
+	state := executor.DefaultStatePaths(opts.User)
+	lockPath, journals := opts.LockPath, state.Journals
 	if lockPath == "" {
-		lockPath = executor.DefaultLockPath(opts.User)
+		lockPath = state.Lock
+	} else {
+		journals = executor.JournalDir(lockPath)
 	}
-	holder := executor.LockHolder{PID: os.Getpid(), RunID: "recover", Plan: "(rollout recover)", Started: time.Now()}
+	holder := executor.LockHolder{PID: os.Getpid(), RunID: "recover", Plan: "(rollout recover)", Started: time.Now(), Journals: journals}
 	holder.Host, _ = os.Hostname()
 	lock, err := executor.AcquireLock(lockPath, holder)
 	if err != nil {
@@ -76,11 +89,17 @@ func recoverRun(opts *RecoverOptions) error {
 	}
 	defer lock.Release()
 
-	journals, err := executor.UnfinishedRuns(executor.JournalDir(lockPath))
+	// The dead run named its journal directory in the lock file: its
+	// environment may have pointed elsewhere than ours.
+	dirs := []string{journals}
+	if lock.Previous != nil {
+		dirs = append(dirs, lock.Previous.Journals)
+	}
+	journalList, err := executor.UnfinishedRuns(dirs...)
 	if err != nil {
 		return usageError("%v", err)
 	}
-	if len(journals) == 0 {
+	if len(journalList) == 0 {
 		fmt.Fprintln(opts.IO.ErrOut, "rollout: no unfinished run: nothing to recover")
 		return nil
 	}
@@ -94,10 +113,17 @@ func recoverRun(opts *RecoverOptions) error {
 	defer sd.Close()
 	deps := steps.Deps{Systemd: sd}
 
+	// Signals as in run: the first lets the service being rolled back
+	// finish and starts no other, the second stops after the undo running
+	// now. The journal keeps each undo done, so the next recover resumes.
+	stop, abort := make(chan struct{}), make(chan struct{})
+	stopSignals := watchRecoverSignals(opts, stop, abort)
+	defer stopSignals()
+
 	printer := runview.NewPrinter(opts.IO.Out, opts.IO.ErrOut, opts.JSON)
 	code := exitOK
-	for _, j := range journals {
-		describeRecovery(opts, j)
+	for _, j := range journalList {
+		describeRecovery(opts, j, deps)
 		eventsPath := opts.Events
 		if eventsPath == "" {
 			eventsPath = j.EventsLog
@@ -113,14 +139,26 @@ func recoverRun(opts *RecoverOptions) error {
 			Rebuild: func(rec executor.UndoRecord) (executor.Undo, error) { return steps.Recover(rec, deps) },
 			Events:  sink,
 			Observe: printer.Observe,
+			Stop:    stop,
+			Abort:   abort,
 		})
 		sink.Close()
 		if rerr != nil {
 			fmt.Fprintf(opts.IO.ErrOut, "rollout: %v\n", rerr)
 		}
+		if res.Interrupted {
+			// Each undo done is in the journal: the next recover goes on
+			// from there and repeats none of them.
+			if len(res.RollbackFailed) > 0 {
+				fmt.Fprintf(opts.IO.ErrOut, "rollout: ROLLBACK FAILED for %v of run %s: a person must act; see the ROLLBACK_FAILED events in %s\n", res.RollbackFailed, j.RunID, eventsPath)
+				return silentExit(exitRollbackFailed)
+			}
+			fmt.Fprintf(opts.IO.ErrOut, "rollout: recovery of run %s interrupted; what it undid is recorded in %s: run `rollout recover%s` again to finish\n", j.RunID, j.Path, userFlag(opts.User))
+			return silentExit(exitInterrupted)
+		}
 		// The journal goes even after a failed rollback: ROLLBACK_FAILED
 		// says what a person must do, and running the same undos again
-		// would not help (a restored snapshot is gone).
+		// would not help.
 		if err := executor.RemoveJournal(j); err != nil {
 			fmt.Fprintf(opts.IO.ErrOut, "rollout: %v\n", err)
 		}
@@ -135,8 +173,50 @@ func recoverRun(opts *RecoverOptions) error {
 	return silentExit(code)
 }
 
+func userFlag(user bool) string {
+	if user {
+		return " --user"
+	}
+	return ""
+}
+
+// watchRecoverSignals closes stop at the first SIGINT, SIGTERM or SIGHUP
+// and abort at the second.
+func watchRecoverSignals(opts *RecoverOptions, stop, abort chan struct{}) func() {
+	sigs := opts.Signals
+	var ch chan os.Signal
+	if sigs == nil {
+		ch = make(chan os.Signal, 2)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		sigs = ch
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		fmt.Fprintln(opts.IO.ErrOut, "rollout: interrupted: the service being rolled back finishes its rollback; no other starts. Interrupt again to stop after the current undo.")
+		close(stop)
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		fmt.Fprintln(opts.IO.ErrOut, "rollout: interrupted again: stopping after the current undo.")
+		close(abort)
+	}()
+	return func() {
+		close(done)
+		if ch != nil {
+			signal.Stop(ch)
+		}
+	}
+}
+
 // describeRecovery prints what recover is about to do for one dead run.
-func describeRecovery(opts *RecoverOptions, j *executor.Journal) {
+func describeRecovery(opts *RecoverOptions, j *executor.Journal, deps steps.Deps) {
 	w := opts.IO.ErrOut
 	fmt.Fprintf(w, "rollout: run %s of plan %q (%s, pid %d, started %s) did not finish.\n",
 		j.RunID, j.Plan, filepath.Base(j.PlanFile), j.PID, j.Started.Local().Format(time.RFC3339))
@@ -151,7 +231,11 @@ func describeRecovery(opts *RecoverOptions, j *executor.Journal) {
 		}
 		fmt.Fprintln(w)
 		if s.InFlight != nil && !s.RollingBack {
-			fmt.Fprintf(w, "    - undo the interrupted step %s (%s)\n", s.InFlight.Step, s.InFlight.Kind)
+			what := s.InFlight.Kind
+			if u, err := steps.Recover(*s.InFlight, deps); err == nil {
+				what = u.Describe()
+			}
+			fmt.Fprintf(w, "    - undo the interrupted step %s: %s\n", s.InFlight.Step, what)
 		}
 		for k := len(s.Undos) - 1; k >= 0; k-- {
 			u := s.Undos[k]

@@ -257,7 +257,7 @@ depends_on = ["first"]`))
 			if _, code := p.get(first, "/health"); code != 200 {
 				t.Errorf("first is not healthy after the interrupted run (%d)", code)
 			}
-			if runs, _ := executor.UnfinishedRuns(executor.JournalDir(filepath.Join(p.m.RuntimeDir, "rollout", "lock"))); len(runs) != 0 {
+			if runs, _ := executor.UnfinishedRuns(p.journals()); len(runs) != 0 {
 				t.Errorf("an interrupted run left its journal: %+v", runs[0])
 			}
 		})
@@ -336,7 +336,7 @@ func TestCrashThenRecover(t *testing.T) {
 	if r := p.rollout("recover", "--user"); r.Code != 0 || !strings.Contains(r.Stderr, "nothing to recover") {
 		t.Errorf("second recover: exit %d\n%s", r.Code, r.Stderr)
 	}
-	if runs, err := executor.UnfinishedRuns(executor.JournalDir(filepath.Join(p.m.RuntimeDir, "rollout", "lock"))); err != nil || len(runs) != 0 {
+	if runs, err := executor.UnfinishedRuns(p.journals()); err != nil || len(runs) != 0 {
 		t.Errorf("journals after recover: %d, %v", len(runs), err)
 	}
 }

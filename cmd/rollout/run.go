@@ -134,9 +134,12 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 	}
 	defer sink.Close()
 
-	lockPath := opts.LockPath
+	state := executor.DefaultStatePaths(opts.User)
+	lockPath, journals := opts.LockPath, state.Journals
 	if lockPath == "" {
-		lockPath = executor.DefaultLockPath(opts.User)
+		lockPath = state.Lock
+	} else {
+		journals = executor.JournalDir(lockPath)
 	}
 
 	abort := make(chan struct{})
@@ -161,6 +164,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		Force:       opts.Flags.Force,
 		UserManager: opts.User,
 		LockPath:    lockPath,
+		JournalDir:  journals,
 		PlanFile:    absPath(opts.File),
 		EventsLog:   absPath(eventsPath),
 		Abort:       abort,
