@@ -293,6 +293,28 @@ func (d *DBus) readOnly(ctx context.Context, call func(ctx context.Context, c *s
 	return call(cctx, conn.sd)
 }
 
+// readOnlyConn is readOnly for calls that need the godbus connection
+// under go-systemd's.
+func (d *DBus) readOnlyConn(ctx context.Context, call func(ctx context.Context, c *dbusConn) error) error {
+	conn, err := d.connection()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.opts.CallTimeout)
+	err = call(cctx, conn)
+	cancel()
+	if err == nil || !lostConnection(conn, err) || ctx.Err() != nil {
+		return err
+	}
+	conn, rerr := d.reconnect(conn)
+	if rerr != nil {
+		return rerr
+	}
+	cctx, cancel = context.WithTimeout(ctx, d.opts.CallTimeout)
+	defer cancel()
+	return call(cctx, conn)
+}
+
 // DaemonReload reloads systemd's unit files (systemctl daemon-reload);
 // systemd replies once the reload is complete.
 func (d *DBus) DaemonReload(ctx context.Context) error {
@@ -400,27 +422,100 @@ func (d *DBus) Do(ctx context.Context, op Op, unit string) error {
 // Status reads the unit's properties, and its service properties for a
 // .service. A unit systemd does not know is not an error: its LoadState
 // is "not-found"; check it with UnitState.Loaded.
+//
+// It reads exactly the properties UnitState holds, one Properties.Get
+// each, all sent before the first reply is awaited: the single-threaded
+// manager marshals 13 values instead of the ~300 of GetAll(Unit) and
+// GetAll(Service), and the calls share one round trip's wait (measured
+// by BenchmarkDBusStatus).
 func (d *DBus) Status(ctx context.Context, unit string) (UnitState, error) {
 	var st UnitState
-	err := d.readOnly(ctx, func(ctx context.Context, c *sdbus.Conn) error {
-		props, err := c.GetUnitPropertiesContext(ctx, unit)
-		if err != nil {
-			return err
-		}
-		st = unitStateFrom(props)
-		if st.LoadState != "loaded" || !strings.HasSuffix(unit, ".service") {
-			return nil
-		}
-		svc, err := c.GetUnitTypePropertiesContext(ctx, unit, "Service")
-		if err != nil {
-			return err
-		}
-		addServiceState(&st, svc)
-		return nil
+	err := d.readOnlyConn(ctx, func(ctx context.Context, c *dbusConn) error {
+		var err error
+		st, err = readState(ctx, c.raw[0], unit)
+		return err
 	})
 	if err != nil {
 		return UnitState{}, fmt.Errorf("status %s: %w", unit, classify(err))
 	}
+	return st, nil
+}
+
+const (
+	unitInterface    = "org.freedesktop.systemd1.Unit"
+	serviceInterface = "org.freedesktop.systemd1.Service"
+)
+
+// stateProps are the properties Status reads, by interface.
+var stateProps = [...]struct{ iface, name string }{
+	{unitInterface, "LoadState"},
+	{unitInterface, "ActiveState"},
+	{unitInterface, "SubState"},
+	{unitInterface, "FragmentPath"},
+	{unitInterface, "CanReload"},
+	{unitInterface, "NeedDaemonReload"},
+	{unitInterface, "ActiveEnterTimestampMonotonic"},
+	{unitInterface, "InvocationID"},
+	{unitInterface, "DropInPaths"},
+	{serviceInterface, "Result"},
+	{serviceInterface, "ReloadResult"},
+	{serviceInterface, "MainPID"},
+	{serviceInterface, "NRestarts"},
+}
+
+// readState pipelines one Properties.Get per property of stateProps on
+// conn (go-systemd's call connection, the first it dialled). The Service
+// properties are only asked of a .service: a unit that is not loaded has
+// no Service interface, and those answers are then ignored, as Status
+// did when it skipped GetAll(Service) for it.
+func readState(ctx context.Context, conn *dbus.Conn, unit string) (UnitState, error) {
+	path := dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sdbus.PathBusEscape(unit))
+	if !path.IsValid() {
+		return UnitState{}, fmt.Errorf("invalid unit name: %q", unit)
+	}
+	obj := conn.Object("org.freedesktop.systemd1", path)
+	isService := strings.HasSuffix(unit, ".service")
+	var calls [len(stateProps)]*dbus.Call
+	for i, p := range stateProps {
+		if p.iface == serviceInterface && !isService {
+			continue
+		}
+		calls[i] = obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, make(chan *dbus.Call, 1), p.iface, p.name)
+	}
+	props := make(map[string]any, len(stateProps))
+	var unitErr, svcErr error
+	for i, p := range stateProps {
+		call := calls[i]
+		if call == nil {
+			continue
+		}
+		<-call.Done
+		var v dbus.Variant
+		err := call.Err
+		if err == nil {
+			err = call.Store(&v)
+		}
+		switch {
+		case err == nil:
+			props[p.name] = v.Value()
+		case p.iface == unitInterface && unitErr == nil:
+			unitErr = err
+		case p.iface == serviceInterface && svcErr == nil && p.name != "ReloadResult":
+			// ReloadResult is absent before systemd 250.
+			svcErr = err
+		}
+	}
+	if unitErr != nil {
+		return UnitState{}, unitErr
+	}
+	st := unitStateFrom(props)
+	if st.LoadState != "loaded" || !isService {
+		return st, nil
+	}
+	if svcErr != nil {
+		return UnitState{}, svcErr
+	}
+	addServiceState(&st, props)
 	return st, nil
 }
 

@@ -48,7 +48,7 @@ func (u testUnit) get(t *testing.T, path string) string {
 }
 
 // writeTestUnit writes a testsvc unit without reloading the manager.
-func writeTestUnit(t *testing.T, m *systemdtest.Manager, name string, opts systemdtest.UnitOptions) testUnit {
+func writeTestUnit(t testing.TB, m *systemdtest.Manager, name string, opts systemdtest.UnitOptions) testUnit {
 	t.Helper()
 	u := testUnit{name: name, port: systemdtest.FreePort(t), dir: t.TempDir()}
 	m.WriteUnitFile(t, name, systemdtest.HTTPServiceUnit(name, m.Testsvc(t), u.port, u.dir, opts))
@@ -449,5 +449,48 @@ func TestConnectNoAnswer(t *testing.T) {
 	_, err = Connect(t.Context(), ConnectOptions{Address: "unix:path=" + path, CallTimeout: 200 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "no answer within 200ms") {
 		t.Errorf("Connect to a mute socket = %v, want no answer within 200ms", err)
+	}
+}
+
+// TestStatusReadsWhatGetAllReads: Status reads each property with its own
+// Get (see readState); it must decode to what GetAll(Unit) and
+// GetAll(Service) give, for a running service, a stopped one, a unit
+// systemd does not know and a unit that is not a service.
+func TestStatusReadsWhatGetAllReads(t *testing.T) {
+	m := systemdtest.Start(t)
+	running := writeTestUnit(t, m, "status-running.service", systemdtest.UnitOptions{Reload: true})
+	stopped := writeTestUnit(t, m, "status-stopped.service", systemdtest.UnitOptions{})
+	m.WriteUnitFile(t, "status.target", "[Unit]\nDescription=status test target\n")
+	m.DaemonReload(t)
+	d := connectTest(t, m.BusAddress)
+	mustDo(t, d, OpStart, running.name)
+	mustDo(t, d, OpStart, "status.target")
+	conn, err := m.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, unit := range []string{running.name, stopped.name, "status-missing.service", "status.target"} {
+		t.Run(unit, func(t *testing.T) {
+			props, err := conn.GetUnitPropertiesContext(t.Context(), unit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := unitStateFrom(props)
+			if want.LoadState == "loaded" && strings.HasSuffix(unit, ".service") {
+				svc, err := conn.GetUnitTypePropertiesContext(t.Context(), unit, "Service")
+				if err != nil {
+					t.Fatal(err)
+				}
+				addServiceState(&want, svc)
+			}
+			got := mustStatus(t, d, unit)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("Status(%s)\n got %+v\nwant %+v (GetAll)", unit, got, want)
+			}
+			if unit == running.name && (got.InvocationID == "" || got.MainPID == 0 || !got.CanReload || got.FragmentPath == "") {
+				t.Errorf("Status(%s) = %+v: want an InvocationID, a MainPID, CanReload and a FragmentPath", unit, got)
+			}
+		})
 	}
 }
