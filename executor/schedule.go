@@ -1,7 +1,9 @@
 package executor
 
 import (
+	"cmp"
 	"slices"
+	"time"
 
 	"github.com/rollout-sh/rollout/planner"
 )
@@ -34,9 +36,15 @@ type schedule struct {
 	waiting []int
 	// dependents lists, per service, the services that need it.
 	dependents [][]int
-	// ready holds the services whose Needs all succeeded, lowest index
-	// (plan order) first, so that runs are reproducible.
+	// ready holds the ranks (see rank) of the services whose Needs all
+	// succeeded, lowest rank first.
 	ready minHeap
+	// rank orders the services for starting: the longest remaining
+	// critical path first, so that a wider wave than the machine (or
+	// --parallel) can start at once never makes the path queue behind
+	// services off it; plan order breaks ties, so runs are reproducible.
+	// byRank inverts it.
+	rank, byRank []int
 	// batchesOf lists the batches (indexes into batchMax) each service matches.
 	batchesOf     [][]int
 	batchMax      []int
@@ -93,12 +101,73 @@ func newSchedule(plan *planner.Plan, parallel int) *schedule {
 		}
 	}
 	s.batchInFlight = make([]int, len(s.batchMax))
+	s.rankByRemainingPath()
 	for i := range n {
 		if s.waiting[i] == 0 {
-			s.ready.push(i)
+			s.ready.push(s.rank[i])
 		}
 	}
 	return s
+}
+
+// rankByRemainingPath sets rank and byRank. A service's remaining path is
+// the heaviest chain of services from it through its dependents to the
+// end of the plan, weighed first by the fixed waits its steps always
+// take (the Typical estimates, e.g. stabilization windows), then by its
+// number of services (every restart takes some time, unknown until it
+// runs); the heavier path starts first, plan order breaks ties.
+func (s *schedule) rankByRemainingPath() {
+	n := len(s.services)
+	// A topological order (Kahn), walked backwards so that every
+	// dependent is weighed before the services it needs. A service on a
+	// cycle (the planner rejects them) is left out and keeps its own
+	// weight.
+	waiting := slices.Clone(s.waiting)
+	topo := make([]int, 0, n)
+	for i := range n {
+		if waiting[i] == 0 {
+			topo = append(topo, i)
+		}
+	}
+	for k := 0; k < len(topo); k++ {
+		for _, d := range s.dependents[topo[k]] {
+			if waiting[d]--; waiting[d] == 0 {
+				topo = append(topo, d)
+			}
+		}
+	}
+	waits := make([]time.Duration, n)
+	count := make([]int, n)
+	for i, svc := range s.services {
+		for _, st := range svc.Steps {
+			waits[i] += st.Estimate.Typical
+		}
+		count[i] = 1
+	}
+	for k := len(topo) - 1; k >= 0; k-- {
+		i := topo[k]
+		var w time.Duration
+		c := 0
+		for _, d := range s.dependents[i] {
+			w, c = max(w, waits[d]), max(c, count[d])
+		}
+		waits[i] += w
+		count[i] += c
+	}
+	s.byRank = make([]int, n)
+	for i := range n {
+		s.byRank[i] = i
+	}
+	slices.SortStableFunc(s.byRank, func(a, b int) int {
+		if c := cmp.Compare(waits[b], waits[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(count[b], count[a])
+	})
+	s.rank = make([]int, n)
+	for r, i := range s.byRank {
+		s.rank[i] = r
+	}
 }
 
 func batchMatches(b planner.Batch, svc *planner.Service) bool {
@@ -113,7 +182,7 @@ func batchMatches(b planner.Batch, svc *planner.Service) bool {
 	return false
 }
 
-// next returns the first ready service in plan order that may start now
+// next returns the first ready service in rank order that may start now
 // (a slot is free and its batches are below max_unavailable), and marks it
 // in flight.
 func (s *schedule) next() (int, bool) {
@@ -122,15 +191,15 @@ func (s *schedule) next() (int, bool) {
 	}
 	found, ok := -1, false
 	for s.ready.len() > 0 {
-		i := s.ready.pop()
-		if s.batchesAllow(i) {
+		r := s.ready.pop()
+		if i := s.byRank[r]; s.batchesAllow(i) {
 			found, ok = i, true
 			break
 		}
-		s.blocked = append(s.blocked, i)
+		s.blocked = append(s.blocked, r)
 	}
-	for _, i := range s.blocked {
-		s.ready.push(i)
+	for _, r := range s.blocked {
+		s.ready.push(r)
 	}
 	s.blocked = s.blocked[:0]
 	if !ok {
@@ -168,7 +237,7 @@ func (s *schedule) finish(i int, o outcome) {
 	for _, d := range s.dependents[i] {
 		s.waiting[d]--
 		if s.waiting[d] == 0 && s.outcome[d] == outcomePending {
-			s.ready.push(d)
+			s.ready.push(s.rank[d])
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/rollout-sh/rollout/planner"
 )
@@ -90,6 +91,70 @@ func TestScheduleParallelAndPlanOrder(t *testing.T) {
 	}
 	if s.pending != 0 {
 		t.Errorf("pending = %d, want 0", s.pending)
+	}
+}
+
+// TestScheduleLongestRemainingPathFirst: of the services ready together,
+// the one heading the longest remaining chain starts first (weighed by
+// the steps' fixed waits, then by the number of services), plan order
+// breaking ties; so with fewer slots than ready services the critical
+// path never waits behind services off it.
+func TestScheduleLongestRemainingPathFirst(t *testing.T) {
+	withWait := func(p *planner.Plan, name string, d time.Duration) {
+		for _, svc := range p.Services {
+			if svc.Name == name {
+				svc.Steps = append(svc.Steps, &planner.Step{Name: "settle", Type: "stabilize", Estimate: planner.Span{Typical: d}})
+			}
+		}
+	}
+	tests := []struct {
+		name     string
+		specs    []string
+		waits    map[string]time.Duration
+		parallel int
+		want     []string // the order in which services start, finishing the first in flight each time
+	}{
+		{"deepest chain first", []string{"x", "y", "a", "b: a", "c: b", "d: y"}, nil, 0,
+			[]string{"a", "y", "x", "b", "d", "c"}},
+		{"deepest chain first, one slot", []string{"x", "y", "a", "b: a", "c: b", "d: y"}, nil, 1,
+			// After a: b and y both head two services; y comes first in the plan.
+			[]string{"a", "y", "b", "x", "c", "d"}},
+		{"ties in plan order", []string{"p", "q", "r", "p2: p", "q2: q", "r2: r"}, nil, 0,
+			[]string{"p", "q", "r", "p2", "q2", "r2"}},
+		{"a fixed wait outweighs a longer chain", []string{"a", "b: a", "c: b", "slow", "after: slow"},
+			map[string]time.Duration{"after": 30 * time.Second}, 1,
+			[]string{"slow", "after", "a", "b", "c"}},
+		{"a dependent's path counts through each of its needs", []string{"x", "m", "n", "j: m n", "k: j"}, nil, 1,
+			[]string{"m", "n", "j", "x", "k"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := makePlan(specs(tt.specs...)...)
+			for name, d := range tt.waits {
+				withWait(plan, name, d)
+			}
+			s := newSchedule(plan, tt.parallel)
+			var got []string
+			var inFlight []int
+			for {
+				for {
+					i, ok := s.next()
+					if !ok {
+						break
+					}
+					got = append(got, s.services[i].Name)
+					inFlight = append(inFlight, i)
+				}
+				if len(inFlight) == 0 {
+					break
+				}
+				s.finish(inFlight[0], outcomeSucceeded)
+				inFlight = inFlight[1:]
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("started %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 
