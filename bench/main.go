@@ -1,26 +1,32 @@
-// Command bench measures how close a full-platform restart gets to its
-// lower bound (see .dev/performance.md). It takes a few minutes, so it is a
+// Command bench measures how close `rollout run` gets to the physical
+// limit of a restart, and how it compares with what an operator would use
+// instead (see docs/performance.md). It takes minutes, so it is a
 // program, not part of `go test ./...`:
 //
-//	go run ./bench
+//	go run ./bench                       # 24 and 90 services, 5 rounds
+//	go run ./bench -dags 90 -rounds 3    # one size, fewer rounds
+//	go run ./bench -skip-platform        # engine overhead only, no systemd
 //
 // On a real private `systemd --user` manager (internal/systemdtest) it
-// simulates the reference platform: one small HTTP service (testsvc) per
-// service of plans/platform.hcl, with the same dependency edges, each
-// becoming ready a set, varied few hundred milliseconds after it starts.
-// In one run it measures:
+// simulates platforms of small HTTP services (testsvc) that become ready
+// 200–300 ms after they start, and for each measures:
 //
-//   - each service's own restart-to-ready time, one at a time, and from
-//     them the critical-path bound: the longest chain of dependent
-//     services, each counted with its restart-to-ready time plus the
-//     plan's fixed wait (the stabilize window);
-//   - an operator's shell loop: systemctl --user restart, curl polling,
-//     the same settle sleep, in dependency order;
-//   - `rollout run` at --parallel 1 and --parallel 0 (unbounded);
-//   - health detection latency: from a service's ready time (its
-//     /ready-at) to its verify step's STEP_SUCCESS;
-//   - engine overhead: the executor with the real step builder over a
-//     fake systemd that restarts instantly, for 1,000 and 10,000 services.
+//   - the critical-path bound: each service restarted alone (restart job,
+//     then until its new process listens, read from its /ready-at: no
+//     polling error), the median of -bound-samples such restarts, plus
+//     the plan's fixed settle; the heaviest chain of those through the
+//     DAG;
+//   - `rollout run --parallel 0` (unbounded);
+//   - a level-by-level shell script: one `systemctl --user restart` of a
+//     whole dependency level, every health polled at once, settle;
+//   - Ansible (when ansible-playbook is installed): one play per level,
+//     strategy free, local connection;
+//
+// in -rounds interleaved rounds, reporting medians. For the DAGs of
+// -seq-dags it also compares `rollout run --parallel 1` with an operator's
+// shell loop polling at the same granularity. Last, engine overhead: the
+// executor with the real step builder over a fake systemd that restarts
+// instantly, for 1,000 and 10,000 services.
 //
 // It also runs the zero-downtime scenarios (docs/zero-downtime.md): a
 // 3-instance service behind a real HAProxy and nginx under load, restarted
@@ -47,26 +53,55 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rollout-sh/rollout/dsl"
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/systemdtest"
-	"github.com/rollout-sh/rollout/planner"
 	"github.com/rollout-sh/rollout/planner/dag"
-	"github.com/rollout-sh/rollout/steps"
 )
 
-// settle is the bench pipeline's stabilize window, and the shell loop's
-// sleep after each service: a fixed wait the bound must include.
+// settle is the bench pipeline's stabilize window, and the baselines'
+// sleep after each service or level: a fixed wait the bound must include.
 const settle = 100 * time.Millisecond
 
+type benchOptions struct {
+	dags          []string
+	planPath      string
+	rounds        int
+	boundSamples  int
+	seqDags       []string
+	seqRounds     int
+	ansible       bool
+	verbose       bool
+	keep          bool
+	baseline      string
+	ansibleRounds int
+}
+
 func main() {
-	planPath := flag.String("plan", "plans/platform.hcl", "the plan whose services and dependencies the simulated platform copies")
+	var o benchOptions
+	dags := flag.String("dags", "24,90", "the simulated platforms, comma-separated: 24 (8 chains of 3), 90 (levels of 30, 30, 20, 10), platform (the edges of -plan)")
+	flag.StringVar(&o.planPath, "plan", "plans/platform.hcl", "the plan whose dependency edges the platform DAG copies")
+	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds of rollout, the level script and Ansible per DAG; medians are reported")
+	flag.IntVar(&o.boundSamples, "bound-samples", 3, "restarts of each service alone; the bound uses each service's median")
+	seqDags := flag.String("seq-dags", "24", "DAGs on which `rollout run --parallel 1` is compared with the shell loop (empty: none)")
+	flag.IntVar(&o.seqRounds, "seq-rounds", 3, "interleaved rounds of the sequential comparison")
+	skipAnsible := flag.Bool("skip-ansible", false, "do not run Ansible even when it is installed")
+	flag.IntVar(&o.ansibleRounds, "ansible-rounds", 0, "rounds in which Ansible runs too (default: every round); Ansible takes tens of seconds a run")
+	flag.StringVar(&o.baseline, "baseline", "", "a rollout binary to run beside this one in every round (A/B of an engine change)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (plans, scripts, events logs) and print its path")
+	flag.BoolVar(&o.verbose, "v", false, "print every round's figures and the breakdown of every rollout run")
 	skipPlatform := flag.Bool("skip-platform", false, "skip the systemd measurements (engine overhead only)")
 	skipEngine := flag.Bool("skip-engine", false, "skip the engine-overhead benchmark")
 	skipZD := flag.Bool("skip-zero-downtime", false, "skip the zero-downtime scenarios (HAProxy, nginx)")
 	flag.Parse()
+	o.dags = splitList(*dags)
+	o.seqDags = splitList(*seqDags)
+	o.ansible = !*skipAnsible
+	if o.rounds < 1 || o.boundSamples < 1 || o.seqRounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds, -bound-samples and -seq-rounds must be at least 1")
+		os.Exit(2)
+	}
 	if !*skipPlatform {
-		if err := platformBench(*planPath); err != nil {
+		if err := platformBench(o); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			os.Exit(1)
 		}
@@ -85,6 +120,16 @@ func main() {
 	}
 }
 
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // benchService is one simulated service.
 type benchService struct {
 	Name  string
@@ -99,16 +144,16 @@ func (s *benchService) url(path string) string {
 	return fmt.Sprintf("http://127.0.0.1:%d%s", s.Port, path)
 }
 
-func platformBench(planPath string) error {
-	cfg, diags := dsl.Load(planPath, dsl.LoadOptions{})
-	if diags.HasErrors() {
-		return fmt.Errorf("loading %s: %s", planPath, diags.Error())
-	}
-	ref, diags := planner.Compile(cfg, planner.Options{StepTypes: steps.Types()})
-	if diags.HasErrors() {
-		return fmt.Errorf("compiling %s: %s", planPath, diags.Error())
-	}
+// env is what the benchmark has built and started, shared by the DAGs.
+type env struct {
+	m       *systemdtest.Manager
+	work    string
+	testsvc string
+	rollout string
+	ansible string // ansible-playbook, "" to skip
+}
 
+func platformBench(o benchOptions) error {
 	m, stop, err := systemdtest.StartMain()
 	if err != nil {
 		return fmt.Errorf("starting a systemd --user manager: %w", err)
@@ -118,22 +163,51 @@ func platformBench(planPath string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	testsvc, err := goBuild(work, "testsvc", "github.com/rollout-sh/rollout/internal/testsvc")
-	if err != nil {
+	if o.keep {
+		fmt.Printf("work directory (kept): %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	e := &env{m: m, work: work}
+	if e.testsvc, err = goBuild(work, "testsvc", "github.com/rollout-sh/rollout/internal/testsvc"); err != nil {
 		return err
 	}
-	rollout, err := goBuild(work, "rollout", "github.com/rollout-sh/rollout/cmd/rollout")
-	if err != nil {
+	if e.rollout, err = goBuild(work, "rollout", "github.com/rollout-sh/rollout/cmd/rollout"); err != nil {
 		return err
 	}
+	if o.ansible {
+		if path, ok := ansibleAvailable(); ok {
+			e.ansible = path
+		} else {
+			fmt.Println("Ansible: skipped, ansible-playbook is not installed (Debian: apt-get install -y ansible-core)")
+		}
+	} else {
+		fmt.Println("Ansible: skipped (-skip-ansible)")
+	}
+	host, _ := os.Hostname()
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("%d CPUs, host %s, load average at start %s\n", runtime.NumCPU(), host, strings.Join(strings.Fields(string(load))[:3], " "))
+	for _, name := range o.dags {
+		title, defs, err := dagFor(name, o.planPath)
+		if err != nil {
+			return err
+		}
+		if err := e.dagBench(o, name, title, defs, slices.Contains(o.seqDags, name)); err != nil {
+			return fmt.Errorf("DAG %s: %w", name, err)
+		}
+	}
+	return nil
+}
 
-	svcs, err := writeUnits(m, ref, testsvc, work)
+// dagBench measures one simulated platform.
+func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequential bool) error {
+	ctx := context.Background()
+	dir := filepath.Join(e.work, "dag-"+name)
+	svcs, err := e.writeUnits(name, defs, dir)
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	conn, err := m.Conn(ctx)
+	conn, err := e.m.Conn(ctx)
 	if err != nil {
 		return err
 	}
@@ -141,21 +215,27 @@ func platformBench(planPath string) error {
 	if err := conn.ReloadContext(ctx); err != nil {
 		return fmt.Errorf("daemon-reload: %w", err)
 	}
-	if err := startAll(ctx, m, svcs); err != nil {
+	if err := startAll(ctx, e.m, svcs); err != nil {
 		return err
 	}
-	depth := len(ref.Waves)
-	fmt.Printf("Simulated platform: %d services from %s, %d waves (dependency depth), ready delays %s–%s, settle %s, %d CPUs\n\n",
-		len(svcs), planPath, depth, minDelay(svcs), maxDelay(svcs), settle, runtime.NumCPU())
+	defer stopAll(ctx, e.m, svcs)
+	lv := levels(svcs)
+	fmt.Printf("\n== %s: %d dependency levels, ready delays %s–%s, settle %s\n", title, len(lv), minDelay(svcs), maxDelay(svcs), settle)
 
-	// 1. Each service alone: restart job, then until its new process listens.
-	own := map[string]time.Duration{}
-	for _, s := range svcs {
-		d, err := restartToReady(ctx, m, s)
-		if err != nil {
-			return err
+	// 1. The bound: each service alone, the median of its samples.
+	samples := map[string][]time.Duration{}
+	for range o.boundSamples {
+		for _, s := range svcs {
+			d, err := restartToReady(ctx, e.m, s)
+			if err != nil {
+				return err
+			}
+			samples[s.Name] = append(samples[s.Name], d)
 		}
-		own[s.Name] = d
+	}
+	own := map[string]time.Duration{}
+	for n, ds := range samples {
+		own[n] = percentile(ds, 50)
 	}
 	g := dag.New(len(svcs))
 	for _, s := range svcs {
@@ -170,65 +250,153 @@ func platformBench(planPath string) error {
 	if err != nil {
 		return err
 	}
-	var sum time.Duration
-	for _, d := range own {
-		sum += d + settle
-	}
+	fmt.Printf("critical path (%d services): %s\n", len(path), strings.Join(path, " → "))
+	fmt.Printf("critical-path bound (median of %d restarts alone per service, + settle): %s\n", o.boundSamples, bound.Round(time.Millisecond))
 
-	// 2. The operator's shell loop.
-	script := shellLoop(svcs)
-	writeFile(filepath.Join(work, "restart-all.sh"), script)
-	shellWall, err := timed(func() error { return runEnv(m, "bash", filepath.Join(work, "restart-all.sh")) })
-	if err != nil {
-		return fmt.Errorf("shell loop: %w", err)
-	}
-
-	// 3. rollout run, one at a time and unbounded.
-	planFile := filepath.Join(work, "bench.hcl")
+	// 2. Interleaved rounds; the order rotates so that no contender
+	// always runs on the machine as the one before left it.
+	planFile := filepath.Join(dir, "bench.hcl")
 	writeFile(planFile, benchPlan(svcs))
-	type runFigures struct {
-		wall      time.Duration
-		detection []time.Duration
-	}
-	runs := map[int]*runFigures{}
-	for _, parallel := range []int{1, 0} {
-		events := filepath.Join(work, fmt.Sprintf("events-%d.jsonl", parallel))
-		wall, err := timed(func() error {
-			return runEnv(m, rollout, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", strconv.Itoa(parallel))
-		})
-		if err != nil {
-			return fmt.Errorf("rollout run --parallel %d: %w", parallel, err)
-		}
-		det, err := detection(events, svcs)
-		if err != nil {
+	levelFile := filepath.Join(dir, "restart-levels.sh")
+	writeFile(levelFile, levelScript(svcs))
+	var playbook string
+	if e.ansible != "" {
+		if playbook, err = writeAnsible(filepath.Join(dir, "ansible"), e.m, svcs); err != nil {
 			return err
 		}
-		runs[parallel] = &runFigures{wall: wall, detection: det}
-		if parallel == 0 {
-			if err := breakdown(events, svcs, path, own, wall); err != nil {
+	}
+	type contender struct {
+		name string
+		run  func(round int) error
+	}
+	var runs []runFigures
+	contenders := []contender{
+		{"rollout run --parallel 0", func(round int) error {
+			events := filepath.Join(dir, fmt.Sprintf("events-p0-%d.jsonl", round))
+			wall, err := timed(func() error {
+				return e.runEnv(nil, e.rollout, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "0")
+			})
+			if err != nil {
 				return err
+			}
+			f, err := breakdown(events, svcs, path, own, wall)
+			if err != nil {
+				return err
+			}
+			runs = append(runs, f)
+			return nil
+		}},
+		{"level script", func(int) error { return e.runEnv(nil, "bash", levelFile) }},
+	}
+	if o.baseline != "" {
+		contenders = append(contenders, contender{"baseline --parallel 0", func(round int) error {
+			events := filepath.Join(dir, fmt.Sprintf("events-base-%d.jsonl", round))
+			return e.runEnv(nil, o.baseline, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "0")
+		}})
+	}
+	if playbook != "" {
+		adir := filepath.Dir(playbook)
+		contenders = append(contenders, contender{"ansible-playbook", func(int) error {
+			return e.runEnv([]string{"ANSIBLE_CONFIG=" + filepath.Join(adir, "ansible.cfg")}, e.ansible, "-i", filepath.Join(adir, "inventory.ini"), playbook)
+		}})
+	}
+	walls := map[string][]time.Duration{}
+	for r := range o.rounds {
+		for i := range contenders {
+			c := contenders[(i+r)%len(contenders)]
+			if c.name == "ansible-playbook" && o.ansibleRounds > 0 && r >= o.ansibleRounds {
+				continue
+			}
+			time.Sleep(300 * time.Millisecond) // let the last run's processes settle
+			var wall time.Duration
+			if c.name == contenders[0].name {
+				n := len(runs)
+				if err := c.run(r); err != nil {
+					return fmt.Errorf("%s: %w", c.name, err)
+				}
+				wall = runs[n].wall
+			} else {
+				if wall, err = timed(func() error { return c.run(r) }); err != nil {
+					return fmt.Errorf("%s: %w", c.name, err)
+				}
+			}
+			walls[c.name] = append(walls[c.name], wall)
+			if o.verbose {
+				fmt.Printf("  round %d: %-26s %s\n", r+1, c.name, wall.Round(time.Millisecond))
 			}
 		}
 	}
 
-	allDet := slices.Concat(runs[1].detection, runs[0].detection)
-	fmt.Printf("Critical path (%d services): %s\n", len(path), strings.Join(path, " → "))
-	fmt.Printf("%-58s %10s\n", "measure", "value")
-	row := func(name string, d time.Duration) { fmt.Printf("%-58s %10s\n", name, d.Round(time.Millisecond)) }
-	row("critical-path bound (own restart-to-ready + settle)", bound)
-	row("sum of own restart-to-ready + settle (sequential bound)", sum)
-	row("shell loop (systemctl restart + curl poll + sleep)", shellWall)
-	row("rollout run --parallel 1", runs[1].wall)
-	row("rollout run --parallel 0 (unbounded)", runs[0].wall)
-	fmt.Printf("%-58s %10.3f  (target ≤ 1.10)\n", "unbounded / critical-path bound", float64(runs[0].wall)/float64(bound))
-	fmt.Printf("%-58s %10.3f  (target ≤ 1.00)\n", "--parallel 1 / shell loop", float64(runs[1].wall)/float64(shellWall))
-	fmt.Printf("%-58s %10s  (target ≤ 50ms)\n", fmt.Sprintf("health detection p50 (%d checks)", len(allDet)), percentile(allDet, 50).Round(100*time.Microsecond))
-	fmt.Printf("%-58s %10s\n", "health detection p90", percentile(allDet, 90).Round(100*time.Microsecond))
-	fmt.Printf("%-58s %10s\n", "health detection max", percentile(allDet, 100).Round(100*time.Microsecond))
-	fmt.Printf("%-58s %10s / %s\n", "health detection p50, --parallel 1 / 0", percentile(runs[1].detection, 50).Round(100*time.Microsecond), percentile(runs[0].detection, 50).Round(100*time.Microsecond))
-	fmt.Println()
+	fmt.Printf("%-28s %9s %9s %9s %7s\n", "", "median", "min", "max", "runs")
+	for _, c := range contenders {
+		ws := walls[c.name]
+		fmt.Printf("%-28s %9s %9s %9s %7d\n", c.name, ms(percentile(ws, 50)), ms(slices.Min(ws)), ms(slices.Max(ws)), len(ws))
+	}
+	rollout := percentile(walls[contenders[0].name], 50)
+	fmt.Printf("%-40s %7.3f  (goal: ≤ 1.05 at 24 services, ≤ 1.25 at 90)\n", "rollout / critical-path bound", float64(rollout)/float64(bound))
+	fmt.Printf("%-40s %7.3f\n", "rollout / level script", float64(rollout)/float64(percentile(walls["level script"], 50)))
+	if o.baseline != "" {
+		fmt.Printf("%-40s %7.3f\n", "rollout / baseline", float64(rollout)/float64(percentile(walls["baseline --parallel 0"], 50)))
+	}
+	if playbook != "" {
+		fmt.Printf("%-40s %7.2f\n", "ansible / rollout", float64(percentile(walls["ansible-playbook"], 50))/float64(rollout))
+	}
+	// The breakdown of the median rollout run.
+	slices.SortFunc(runs, func(a, b runFigures) int { return int(a.wall - b.wall) })
+	med := runs[(len(runs)-1)/2]
+	if o.verbose {
+		for _, f := range runs {
+			fmt.Print(f.text)
+		}
+	} else {
+		fmt.Printf("median rollout run (%s), along the critical path:\n%s", ms(med.wall), med.text)
+	}
+	var det []time.Duration
+	for _, f := range runs {
+		det = append(det, f.detection...)
+	}
+	fmt.Printf("health detection (ready → verify STEP_SUCCESS, %d checks): p50 %s, p90 %s, max %s\n",
+		len(det), percentile(det, 50).Round(100*time.Microsecond), percentile(det, 90).Round(100*time.Microsecond), percentile(det, 100).Round(100*time.Microsecond))
+
+	if sequential {
+		return e.sequentialBench(o, dir, planFile, svcs)
+	}
 	return nil
 }
+
+// sequentialBench compares `rollout run --parallel 1` with the shell loop,
+// both polling health every 10 ms while services come up.
+func (e *env) sequentialBench(o benchOptions, dir, planFile string, svcs []*benchService) error {
+	loop := filepath.Join(dir, "restart-all.sh")
+	writeFile(loop, shellLoop(svcs))
+	var sh, ro []time.Duration
+	for r := range o.seqRounds {
+		for i := range 2 {
+			time.Sleep(300 * time.Millisecond)
+			if (i+r)%2 == 0 {
+				wall, err := timed(func() error { return e.runEnv(nil, "bash", loop) })
+				if err != nil {
+					return fmt.Errorf("shell loop: %w", err)
+				}
+				sh = append(sh, wall)
+			} else {
+				events := filepath.Join(dir, fmt.Sprintf("events-p1-%d.jsonl", r))
+				wall, err := timed(func() error {
+					return e.runEnv(nil, e.rollout, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "1")
+				})
+				if err != nil {
+					return fmt.Errorf("rollout run --parallel 1: %w", err)
+				}
+				ro = append(ro, wall)
+			}
+		}
+	}
+	fmt.Printf("sequential, %d rounds: shell loop (curl every %s) median %s, rollout run --parallel 1 median %s: %.3f × the shell loop\n",
+		o.seqRounds, poll, ms(percentile(sh, 50)), ms(percentile(ro, 50)), float64(percentile(ro, 50))/float64(percentile(sh, 50)))
+	return nil
+}
+
+func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
 func minDelay(svcs []*benchService) time.Duration {
 	return slices.MinFunc(svcs, func(a, b *benchService) int { return int(a.Delay - b.Delay) }).Delay
@@ -238,31 +406,29 @@ func maxDelay(svcs []*benchService) time.Duration {
 	return slices.MaxFunc(svcs, func(a, b *benchService) int { return int(a.Delay - b.Delay) }).Delay
 }
 
-// writeUnits writes one testsvc unit per service of ref, in ref's order.
-// Ready delays spread over 150–500 ms by a fixed rule, so every run of the
-// benchmark simulates the same platform.
-func writeUnits(m *systemdtest.Manager, ref *planner.Plan, bin, work string) ([]*benchService, error) {
+// writeUnits writes one testsvc unit per service, in declaration order.
+func (e *env) writeUnits(dagName string, defs []svcDef, dir string) ([]*benchService, error) {
 	var svcs []*benchService
-	for i, rs := range ref.Services {
+	for i, d := range defs {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		s := &benchService{
-			Name:  rs.Name,
-			Unit:  "bench-" + strings.ReplaceAll(rs.Name, ".", "-") + ".service",
+			Name:  d.Name,
+			Unit:  unitName(dagName, d.Name),
 			Port:  port,
-			Dir:   filepath.Join(work, "srv", rs.Name),
-			Delay: 150*time.Millisecond + time.Duration((i*7)%11)*35*time.Millisecond,
-			Needs: rs.Needs,
+			Dir:   filepath.Join(dir, "srv", d.Name),
+			Delay: readyDelay(i),
+			Needs: d.Needs,
 		}
 		if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 			return nil, err
 		}
-		unit := systemdtest.HTTPServiceUnit(s.Name, bin, s.Port, s.Dir, systemdtest.UnitOptions{
+		unit := systemdtest.HTTPServiceUnit(s.Name, e.testsvc, s.Port, s.Dir, systemdtest.UnitOptions{
 			Args: []string{"-ready-delay=" + s.Delay.String()},
 		})
-		if err := os.WriteFile(filepath.Join(m.UnitDir, s.Unit), []byte(unit), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(e.m.UnitDir, s.Unit), []byte(unit), 0o644); err != nil {
 			return nil, err
 		}
 		svcs = append(svcs, s)
@@ -306,6 +472,19 @@ func startAll(ctx context.Context, m *systemdtest.Manager, svcs []*benchService)
 		}
 	}
 	return nil
+}
+
+// stopAll stops a DAG's services once it is measured, so the next DAG
+// runs on an otherwise idle manager.
+func stopAll(ctx context.Context, m *systemdtest.Manager, svcs []*benchService) {
+	conn, err := m.Conn(ctx)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	for _, s := range svcs {
+		conn.StopUnitContext(ctx, s.Unit, "replace", nil)
+	}
 }
 
 var client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
@@ -365,21 +544,6 @@ func restartToReady(ctx context.Context, m *systemdtest.Manager, s *benchService
 	return at.Sub(t0), nil
 }
 
-// shellLoop is the restart script an operator would write: in dependency
-// order, restart, poll health with curl, settle.
-func shellLoop(svcs []*benchService) string {
-	var b strings.Builder
-	b.WriteString("#!/bin/bash\nset -euo pipefail\n")
-	fmt.Fprintf(&b, "settle=%g\n", settle.Seconds())
-	b.WriteString("restart() {\n  systemctl --user restart \"$1\"\n")
-	b.WriteString("  until curl -fsS -o /dev/null --max-time 2 \"$2\"; do sleep 0.1; done\n")
-	b.WriteString("  sleep \"$settle\"\n}\n")
-	for _, s := range svcs {
-		fmt.Fprintf(&b, "restart %s %s\n", s.Unit, s.url("/health"))
-	}
-	return b.String()
-}
-
 // benchPlan is the simulated platform as a plan: restart, verify health
 // over http, settle.
 func benchPlan(svcs []*benchService) string {
@@ -412,39 +576,6 @@ func benchPlan(svcs []*benchService) string {
 	return b.String()
 }
 
-// detection reads a run's events and each service's ready time: from the
-// moment the restarted process listened to its verify step passing.
-func detection(eventsPath string, svcs []*benchService) ([]time.Duration, error) {
-	f, err := os.Open(eventsPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	evs, _, err := executor.ReadEvents(bufio.NewReader(f))
-	if err != nil {
-		return nil, err
-	}
-	verified := map[string]time.Time{}
-	for _, e := range evs {
-		if e.Event == executor.StepSuccess && e.Step == "verify" && e.Phase == "" {
-			verified[e.Service] = e.Time
-		}
-	}
-	var out []time.Duration
-	for _, s := range svcs {
-		v, ok := verified[s.Name]
-		if !ok {
-			return nil, fmt.Errorf("%s: no verify STEP_SUCCESS in %s", s.Name, eventsPath)
-		}
-		at, err := readyAt(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v.Sub(at))
-	}
-	return out, nil
-}
-
 func percentile(ds []time.Duration, p int) time.Duration {
 	if len(ds) == 0 {
 		return 0
@@ -461,11 +592,11 @@ func timed(f func() error) (time.Duration, error) {
 	return time.Since(t0), err
 }
 
-// runEnv runs a command with the manager's environment, its output
-// kept for the error.
-func runEnv(m *systemdtest.Manager, name string, args ...string) error {
+// runEnv runs a command with the manager's environment and extra, its
+// output kept for the error.
+func (e *env) runEnv(extra []string, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), m.Env()...)
+	cmd.Env = append(append(os.Environ(), e.m.Env()...), extra...)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -515,25 +646,32 @@ func writeFile(path, content string) {
 	}
 }
 
-// breakdown shows where the unbounded run's time went along the critical
+// runFigures is one unbounded rollout run: its wall time, each
+// service's detection latency, and the breakdown along the critical path
+// as text.
+type runFigures struct {
+	wall      time.Duration
+	detection []time.Duration
+	text      string
+}
+
+// breakdown shows where an unbounded run's time went along the critical
 // path: for each service, the wait between its last dependency's success
 // and its own start (scheduling), its restart-to-ready in this run against
 // its own alone (contention), the detection latency, and the settle step's
 // overshoot; and the process's time outside RUN_START..RUN_SUCCESS (start
-// up: load and compile the plan, connect, lock).
-func breakdown(eventsPath string, svcs []*benchService, path []string, own map[string]time.Duration, wall time.Duration) error {
-	f, err := os.Open(eventsPath)
+// up: load and compile the plan, connect, lock). It reads the services'
+// /ready-at, so it runs right after the run.
+func breakdown(eventsPath string, svcs []*benchService, path []string, own map[string]time.Duration, wall time.Duration) (runFigures, error) {
+	f := runFigures{wall: wall}
+	file, err := os.Open(eventsPath)
 	if err != nil {
-		return err
+		return f, err
 	}
-	defer f.Close()
-	evs, _, err := executor.ReadEvents(bufio.NewReader(f))
+	defer file.Close()
+	evs, _, err := executor.ReadEvents(bufio.NewReader(file))
 	if err != nil {
-		return err
-	}
-	byName := map[string]*benchService{}
-	for _, s := range svcs {
-		byName[s.Name] = s
+		return f, err
 	}
 	type times struct{ start, verified, done time.Time }
 	t := map[string]*times{}
@@ -555,25 +693,35 @@ func breakdown(eventsPath string, svcs []*benchService, path []string, own map[s
 			t[e.Service].done = e.Time
 		}
 	}
-	fmt.Printf("Unbounded run, along the critical path (ms):\n%-22s %8s %8s %8s %8s %8s\n", "service", "sched", "ready", "alone", "detect", "settle+")
+	ready := map[string]time.Time{}
+	for _, s := range svcs {
+		at, err := readyAt(s)
+		if err != nil {
+			return f, err
+		}
+		ready[s.Name] = at
+		st := t[s.Name]
+		if st == nil || st.verified.IsZero() {
+			return f, fmt.Errorf("%s: no verify STEP_SUCCESS in %s", s.Name, eventsPath)
+		}
+		f.detection = append(f.detection, st.verified.Sub(at))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "  %-12s %8s %8s %8s %8s %8s  (ms)\n", "service", "sched", "ready", "alone", "detect", "settle+")
 	var sched, extra, detect, settleOver time.Duration
 	prevDone := runStart
 	for _, name := range path {
-		s, st := byName[name], t[name]
-		at, err := readyAt(s)
-		if err != nil {
-			return err
-		}
+		st, at := t[name], ready[name]
 		r := []time.Duration{st.start.Sub(prevDone), at.Sub(st.start), own[name], st.verified.Sub(at), st.done.Sub(st.verified) - settle}
-		fmt.Printf("%-22s %8d %8d %8d %8d %8d\n", name, r[0].Milliseconds(), r[1].Milliseconds(), r[2].Milliseconds(), r[3].Milliseconds(), r[4].Milliseconds())
+		fmt.Fprintf(&b, "  %-12s %8d %8d %8d %8d %8d\n", name, r[0].Milliseconds(), r[1].Milliseconds(), r[2].Milliseconds(), r[3].Milliseconds(), r[4].Milliseconds())
 		sched += r[0]
 		extra += r[1] - r[2]
 		detect += r[3]
 		settleOver += r[4]
 		prevDone = st.done
 	}
-	fmt.Printf("totals: scheduling %s, restarts slower than alone %s, detection %s, settle overshoot %s, after the last service %s, process outside the run %s\n\n",
-		sched.Round(time.Millisecond), extra.Round(time.Millisecond), detect.Round(time.Millisecond), settleOver.Round(time.Millisecond),
-		runEnd.Sub(prevDone).Round(time.Millisecond), (wall - runEnd.Sub(runStart)).Round(time.Millisecond))
-	return nil
+	fmt.Fprintf(&b, "  totals: scheduling %s, restarts slower than alone %s, detection %s, settle overshoot %s, after the path's last service %s, process outside the run %s\n",
+		ms(sched), ms(extra), ms(detect), ms(settleOver), ms(runEnd.Sub(prevDone)), ms(wall-runEnd.Sub(runStart)))
+	f.text = b.String()
+	return f, nil
 }
