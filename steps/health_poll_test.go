@@ -13,10 +13,10 @@ func TestNextPollDelay(t *testing.T) {
 		fast            bool
 		want            time.Duration
 	}{
-		{"doubles while fast", 5 * ms, time.Second, true, 10 * ms},
-		{"capped at 20ms while fast", 10 * ms, time.Second, true, 20 * ms},
-		{"stays at 20ms while fast", 20 * ms, time.Second, true, 20 * ms},
-		{"a shorter interval caps it while fast", 10 * ms, 15 * ms, true, 15 * ms},
+		{"doubles while fast", 4 * ms, time.Second, true, 8 * ms},
+		{"capped at 10ms while fast", 8 * ms, time.Second, true, 10 * ms},
+		{"stays at 10ms while fast", 10 * ms, time.Second, true, 10 * ms},
+		{"a shorter interval caps it while fast", 5 * ms, 8 * ms, true, 8 * ms},
 		{"backs off after the fast window", 20 * ms, time.Second, false, 40 * ms},
 		{"capped at the interval after it", 800 * ms, time.Second, false, time.Second},
 	}

@@ -59,7 +59,7 @@ func (b *builder) buildStabilize(svc *planner.Service, step *planner.Step, r *ar
 }
 
 func (s *stabilizeStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, error) {
-	base, err := s.sd.Status(ctx, s.unit)
+	base, err := statusOf(ctx, s.sd, s.unit, watchFields)
 	if err != nil {
 		return nil, fmt.Errorf("status of %s: %w", s.unit, err)
 	}
@@ -78,7 +78,7 @@ func (s *stabilizeStep) Do(ctx context.Context, env *executor.Env) (executor.Und
 		case <-window.C:
 			done = true
 		case <-tick.C:
-			st, err := s.sd.Status(ctx, s.unit)
+			st, err := statusOf(ctx, s.sd, s.unit, watchFields)
 			if err != nil {
 				return nil, fmt.Errorf("status of %s: %w", s.unit, err)
 			}
@@ -92,6 +92,9 @@ func (s *stabilizeStep) Do(ctx context.Context, env *executor.Env) (executor.Und
 	}
 	return nil, nil
 }
+
+// watchFields is what flapped compares and describeState shows.
+const watchFields = FieldActiveState | FieldSubState | FieldResult | FieldNRestarts | FieldInvocationID
 
 // flapped says how the unit left the state it had when the window opened:
 // not active any more, restarted by systemd (NRestarts counts Restart=

@@ -422,17 +422,22 @@ func (d *DBus) Do(ctx context.Context, op Op, unit string) error {
 // Status reads the unit's properties, and its service properties for a
 // .service. A unit systemd does not know is not an error: its LoadState
 // is "not-found"; check it with UnitState.Loaded.
-//
-// It reads exactly the properties UnitState holds, one Properties.Get
-// each, all sent before the first reply is awaited: the single-threaded
-// manager marshals 13 values instead of the ~300 of GetAll(Unit) and
-// GetAll(Service), and the calls share one round trip's wait (measured
-// by BenchmarkDBusStatus).
 func (d *DBus) Status(ctx context.Context, unit string) (UnitState, error) {
+	return d.StatusOf(ctx, unit, AllFields)
+}
+
+// StatusOf is Status reading only the properties in fields (LoadState is
+// always read); the others are left zero.
+//
+// Each property is one Properties.Get, all sent before the first reply
+// is awaited: the single-threaded manager marshals the few values a
+// caller needs instead of the ~300 of GetAll(Unit) and GetAll(Service),
+// and the calls share one round trip's wait (BenchmarkDBusStatus).
+func (d *DBus) StatusOf(ctx context.Context, unit string, fields Field) (UnitState, error) {
 	var st UnitState
 	err := d.readOnlyConn(ctx, func(ctx context.Context, c *dbusConn) error {
 		var err error
-		st, err = readState(ctx, c.raw[0], unit)
+		st, err = readState(ctx, c.raw[0], unit, fields|FieldLoadState)
 		return err
 	})
 	if err != nil {
@@ -441,34 +446,73 @@ func (d *DBus) Status(ctx context.Context, unit string) (UnitState, error) {
 	return st, nil
 }
 
+// Field selects properties of UnitState for StatusOf.
+type Field uint16
+
+const (
+	FieldLoadState Field = 1 << iota
+	FieldActiveState
+	FieldSubState
+	FieldFragmentPath
+	FieldCanReload
+	FieldNeedDaemonReload
+	FieldActiveEnterMono
+	FieldInvocationID
+	FieldDropInPaths
+	FieldResult
+	FieldReloadResult
+	FieldMainPID
+	FieldNRestarts
+
+	AllFields = FieldNRestarts<<1 - 1
+)
+
+// FieldReader is a Backend that can read some of a unit's properties
+// only (DBus can).
+type FieldReader interface {
+	StatusOf(ctx context.Context, unit string, fields Field) (UnitState, error)
+}
+
+// statusOf reads at least fields of unit: only those where sd is a
+// FieldReader, everything otherwise (the fakes).
+func statusOf(ctx context.Context, sd Backend, unit string, fields Field) (UnitState, error) {
+	if r, ok := sd.(FieldReader); ok {
+		return r.StatusOf(ctx, unit, fields)
+	}
+	return sd.Status(ctx, unit)
+}
+
 const (
 	unitInterface    = "org.freedesktop.systemd1.Unit"
 	serviceInterface = "org.freedesktop.systemd1.Service"
 )
 
-// stateProps are the properties Status reads, by interface.
-var stateProps = [...]struct{ iface, name string }{
-	{unitInterface, "LoadState"},
-	{unitInterface, "ActiveState"},
-	{unitInterface, "SubState"},
-	{unitInterface, "FragmentPath"},
-	{unitInterface, "CanReload"},
-	{unitInterface, "NeedDaemonReload"},
-	{unitInterface, "ActiveEnterTimestampMonotonic"},
-	{unitInterface, "InvocationID"},
-	{unitInterface, "DropInPaths"},
-	{serviceInterface, "Result"},
-	{serviceInterface, "ReloadResult"},
-	{serviceInterface, "MainPID"},
-	{serviceInterface, "NRestarts"},
+// stateProps are the properties UnitState holds, by interface.
+var stateProps = [...]struct {
+	field       Field
+	iface, name string
+}{
+	{FieldLoadState, unitInterface, "LoadState"},
+	{FieldActiveState, unitInterface, "ActiveState"},
+	{FieldSubState, unitInterface, "SubState"},
+	{FieldFragmentPath, unitInterface, "FragmentPath"},
+	{FieldCanReload, unitInterface, "CanReload"},
+	{FieldNeedDaemonReload, unitInterface, "NeedDaemonReload"},
+	{FieldActiveEnterMono, unitInterface, "ActiveEnterTimestampMonotonic"},
+	{FieldInvocationID, unitInterface, "InvocationID"},
+	{FieldDropInPaths, unitInterface, "DropInPaths"},
+	{FieldResult, serviceInterface, "Result"},
+	{FieldReloadResult, serviceInterface, "ReloadResult"},
+	{FieldMainPID, serviceInterface, "MainPID"},
+	{FieldNRestarts, serviceInterface, "NRestarts"},
 }
 
-// readState pipelines one Properties.Get per property of stateProps on
-// conn (go-systemd's call connection, the first it dialled). The Service
-// properties are only asked of a .service: a unit that is not loaded has
-// no Service interface, and those answers are then ignored, as Status
-// did when it skipped GetAll(Service) for it.
-func readState(ctx context.Context, conn *dbus.Conn, unit string) (UnitState, error) {
+// readState pipelines one Properties.Get per property of stateProps in
+// fields on conn (go-systemd's call connection, the first it dialled).
+// The Service properties are only asked of a .service: a unit that is not
+// loaded has no Service interface, and those answers are then ignored, as
+// they would be absent from GetAll(Service).
+func readState(ctx context.Context, conn *dbus.Conn, unit string, fields Field) (UnitState, error) {
 	path := dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sdbus.PathBusEscape(unit))
 	if !path.IsValid() {
 		return UnitState{}, fmt.Errorf("invalid unit name: %q", unit)
@@ -477,7 +521,7 @@ func readState(ctx context.Context, conn *dbus.Conn, unit string) (UnitState, er
 	isService := strings.HasSuffix(unit, ".service")
 	var calls [len(stateProps)]*dbus.Call
 	for i, p := range stateProps {
-		if p.iface == serviceInterface && !isService {
+		if fields&p.field == 0 || (p.iface == serviceInterface && !isService) {
 			continue
 		}
 		calls[i] = obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, make(chan *dbus.Call, 1), p.iface, p.name)

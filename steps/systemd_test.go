@@ -455,7 +455,8 @@ func TestConnectNoAnswer(t *testing.T) {
 // TestStatusReadsWhatGetAllReads: Status reads each property with its own
 // Get (see readState); it must decode to what GetAll(Unit) and
 // GetAll(Service) give, for a running service, a stopped one, a unit
-// systemd does not know and a unit that is not a service.
+// systemd does not know and a unit that is not a service; and StatusOf
+// must give exactly the fields asked for (plus LoadState).
 func TestStatusReadsWhatGetAllReads(t *testing.T) {
 	m := systemdtest.Start(t)
 	running := writeTestUnit(t, m, "status-running.service", systemdtest.UnitOptions{Reload: true})
@@ -488,9 +489,42 @@ func TestStatusReadsWhatGetAllReads(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("Status(%s)\n got %+v\nwant %+v (GetAll)", unit, got, want)
 			}
+			for name, fields := range map[string]Field{"beforeJobFields": beforeJobFields, "afterRestartFields": afterRestartFields, "watchFields": watchFields} {
+				part, err := d.StatusOf(t.Context(), unit, fields)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w := onlyFields(want, fields|FieldLoadState); fmt.Sprint(part) != fmt.Sprint(w) {
+					t.Errorf("StatusOf(%s, %s)\n got %+v\nwant %+v", unit, name, part, w)
+				}
+			}
 			if unit == running.name && (got.InvocationID == "" || got.MainPID == 0 || !got.CanReload || got.FragmentPath == "") {
 				t.Errorf("Status(%s) = %+v: want an InvocationID, a MainPID, CanReload and a FragmentPath", unit, got)
 			}
 		})
 	}
+}
+
+// onlyFields is st with the fields not in f zeroed.
+func onlyFields(st UnitState, f Field) UnitState {
+	var out UnitState
+	keep := func(bit Field, copyField func()) {
+		if f&bit != 0 {
+			copyField()
+		}
+	}
+	keep(FieldLoadState, func() { out.LoadState = st.LoadState })
+	keep(FieldActiveState, func() { out.ActiveState = st.ActiveState })
+	keep(FieldSubState, func() { out.SubState = st.SubState })
+	keep(FieldFragmentPath, func() { out.FragmentPath = st.FragmentPath })
+	keep(FieldCanReload, func() { out.CanReload = st.CanReload })
+	keep(FieldNeedDaemonReload, func() { out.NeedDaemonReload = st.NeedDaemonReload })
+	keep(FieldActiveEnterMono, func() { out.ActiveEnterMono = st.ActiveEnterMono })
+	keep(FieldInvocationID, func() { out.InvocationID = st.InvocationID })
+	keep(FieldDropInPaths, func() { out.DropInPaths = st.DropInPaths })
+	keep(FieldResult, func() { out.Result = st.Result })
+	keep(FieldReloadResult, func() { out.ReloadResult = st.ReloadResult })
+	keep(FieldMainPID, func() { out.MainPID = st.MainPID })
+	keep(FieldNRestarts, func() { out.NRestarts = st.NRestarts })
+	return out
 }

@@ -165,10 +165,18 @@ func (s *unitJobStep) Do(ctx context.Context, env *executor.Env) (executor.Undo,
 	}
 }
 
+// beforeJobFields is what the steps read of the state prepare returns.
+const beforeJobFields = FieldNeedDaemonReload | FieldActiveState | FieldInvocationID | FieldCanReload | FieldMainPID
+
+// afterRestartFields is what proves a restart (restart, awaitJob) and
+// what describeState shows.
+const afterRestartFields = FieldActiveState | FieldSubState | FieldResult | FieldInvocationID
+
 // prepare reads the unit before a job: it must be loaded, and a unit file
 // changed on disk is reloaded first so the job runs the file as it is now.
+// It reads beforeJobFields only.
 func (j *unitJob) prepare(ctx context.Context, env *executor.Env) (UnitState, error) {
-	st, err := j.sd.Status(ctx, j.unit)
+	st, err := statusOf(ctx, j.sd, j.unit, beforeJobFields)
 	if err != nil {
 		return st, fmt.Errorf("status of %s: %w", j.unit, err)
 	}
@@ -181,7 +189,7 @@ func (j *unitJob) prepare(ctx context.Context, env *executor.Env) (UnitState, er
 		if err := j.sd.DaemonReload(ctx); err != nil {
 			return st, fmt.Errorf("daemon-reload: %w", err)
 		}
-		if st, err = j.sd.Status(ctx, j.unit); err != nil {
+		if st, err = statusOf(ctx, j.sd, j.unit, beforeJobFields); err != nil {
 			return st, fmt.Errorf("status of %s: %w", j.unit, err)
 		}
 	}
@@ -232,7 +240,7 @@ func (j *unitJob) restart(ctx context.Context, env *executor.Env, before UnitSta
 	}
 	// With the connection lost mid-job the result is unknown; the unit's
 	// InvocationID tells whether the restart happened.
-	after, err := j.sd.Status(ctx, j.unit)
+	after, err := statusOf(ctx, j.sd, j.unit, afterRestartFields)
 	if err != nil && jobErr != nil {
 		return jobErr
 	}
@@ -274,7 +282,7 @@ func (j *unitJob) awaitJob(ctx context.Context, st UnitState) (UnitState, error)
 		case <-time.After(50 * time.Millisecond):
 		}
 		var err error
-		if st, err = j.sd.Status(wctx, j.unit); err != nil {
+		if st, err = statusOf(wctx, j.sd, j.unit, afterRestartFields); err != nil {
 			return st, fmt.Errorf("status of %s after restart: %w", j.unit, err)
 		}
 	}
