@@ -72,7 +72,7 @@ type benchOptions struct {
 	ansible       bool
 	verbose       bool
 	keep          bool
-	baseline      string
+	baselines     []string // NAME=PATH
 	ansibleRounds int
 }
 
@@ -86,7 +86,13 @@ func main() {
 	flag.IntVar(&o.seqRounds, "seq-rounds", 3, "interleaved rounds of the sequential comparison")
 	skipAnsible := flag.Bool("skip-ansible", false, "do not run Ansible even when it is installed")
 	flag.IntVar(&o.ansibleRounds, "ansible-rounds", 0, "rounds in which Ansible runs too (default: every round); Ansible takes tens of seconds a run")
-	flag.StringVar(&o.baseline, "baseline", "", "a rollout binary to run beside this one in every round (A/B of an engine change)")
+	flag.Func("baseline", "`NAME=PATH`: another rollout binary to run beside this one in every round (A/B of an engine change); repeatable", func(v string) error {
+		if name, path, ok := strings.Cut(v, "="); !ok || name == "" || path == "" {
+			return errors.New("want NAME=PATH")
+		}
+		o.baselines = append(o.baselines, v)
+		return nil
+	})
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (plans, scripts, events logs) and print its path")
 	flag.BoolVar(&o.verbose, "v", false, "print every round's figures and the breakdown of every rollout run")
 	skipPlatform := flag.Bool("skip-platform", false, "skip the systemd measurements (engine overhead only)")
@@ -151,6 +157,9 @@ type env struct {
 	testsvc string
 	rollout string
 	ansible string // ansible-playbook, "" to skip
+
+	lastCPU time.Duration // CPU time of the last runEnv's process and its children
+	busPID  int           // the manager's dbus-daemon
 }
 
 func platformBench(o benchOptions) error {
@@ -288,10 +297,11 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 		}},
 		{"level script", func(int) error { return e.runEnv(nil, "bash", levelFile) }},
 	}
-	if o.baseline != "" {
-		contenders = append(contenders, contender{"baseline --parallel 0", func(round int) error {
-			events := filepath.Join(dir, fmt.Sprintf("events-base-%d.jsonl", round))
-			return e.runEnv(nil, o.baseline, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "0")
+	for _, b := range o.baselines {
+		name, bin, _ := strings.Cut(b, "=")
+		contenders = append(contenders, contender{name + " --parallel 0", func(round int) error {
+			events := filepath.Join(dir, fmt.Sprintf("events-%s-%d.jsonl", name, round))
+			return e.runEnv(nil, bin, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "0")
 		}})
 	}
 	if playbook != "" {
@@ -301,6 +311,8 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 		}})
 	}
 	walls := map[string][]time.Duration{}
+	cpus := map[string][]time.Duration{}   // the process tree's CPU time
+	sdCPUs := map[string][]time.Duration{} // the manager's and its bus's
 	for r := range o.rounds {
 		for i := range contenders {
 			c := contenders[(i+r)%len(contenders)]
@@ -308,6 +320,7 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 				continue
 			}
 			time.Sleep(300 * time.Millisecond) // let the last run's processes settle
+			sd0 := e.systemdCPU()
 			var wall time.Duration
 			if c.name == contenders[0].name {
 				n := len(runs)
@@ -321,22 +334,27 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 				}
 			}
 			walls[c.name] = append(walls[c.name], wall)
+			cpus[c.name] = append(cpus[c.name], e.lastCPU)
+			sdCPUs[c.name] = append(sdCPUs[c.name], e.systemdCPU()-sd0)
 			if o.verbose {
 				fmt.Printf("  round %d: %-26s %s\n", r+1, c.name, wall.Round(time.Millisecond))
 			}
 		}
 	}
 
-	fmt.Printf("%-28s %9s %9s %9s %7s\n", "", "median", "min", "max", "runs")
+	fmt.Printf("%-28s %9s %9s %9s %5s %9s %9s\n", "", "median", "min", "max", "runs", "CPU", "systemd")
 	for _, c := range contenders {
 		ws := walls[c.name]
-		fmt.Printf("%-28s %9s %9s %9s %7d\n", c.name, ms(percentile(ws, 50)), ms(slices.Min(ws)), ms(slices.Max(ws)), len(ws))
+		fmt.Printf("%-28s %9s %9s %9s %5d %9s %9s\n", c.name, ms(percentile(ws, 50)), ms(slices.Min(ws)), ms(slices.Max(ws)), len(ws),
+			ms(percentile(cpus[c.name], 50)), ms(percentile(sdCPUs[c.name], 50)))
 	}
+	fmt.Println("(CPU: median user+system time of the process and its children; systemd: of the manager and its dbus-daemon during the run)")
 	rollout := percentile(walls[contenders[0].name], 50)
 	fmt.Printf("%-40s %7.3f  (goal: ≤ 1.05 at 24 services, ≤ 1.25 at 90)\n", "rollout / critical-path bound", float64(rollout)/float64(bound))
 	fmt.Printf("%-40s %7.3f\n", "rollout / level script", float64(rollout)/float64(percentile(walls["level script"], 50)))
-	if o.baseline != "" {
-		fmt.Printf("%-40s %7.3f\n", "rollout / baseline", float64(rollout)/float64(percentile(walls["baseline --parallel 0"], 50)))
+	for _, b := range o.baselines {
+		name, _, _ := strings.Cut(b, "=")
+		fmt.Printf("%-40s %7.3f\n", "rollout / "+name, float64(rollout)/float64(percentile(walls[name+" --parallel 0"], 50)))
 	}
 	if playbook != "" {
 		fmt.Printf("%-40s %7.2f\n", "ansible / rollout", float64(percentile(walls["ansible-playbook"], 50))/float64(rollout))
@@ -599,10 +617,71 @@ func (e *env) runEnv(extra []string, name string, args ...string) error {
 	cmd.Env = append(append(os.Environ(), e.m.Env()...), extra...)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if cmd.ProcessState != nil {
+		e.lastCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w\n%s", name, err, out.tail())
 	}
 	return nil
+}
+
+// systemdCPU is the CPU time the manager and its bus daemon have used:
+// their share of a run, which the services' own start-up is not.
+func (e *env) systemdCPU() time.Duration {
+	pid := e.m.ManagerPID()
+	if pid == 0 {
+		return 0
+	}
+	if e.busPID == 0 {
+		e.busPID = childNamed(pid, "dbus-daemon")
+	}
+	return cpuTime(pid) + cpuTime(e.busPID)
+}
+
+// childNamed finds the child of pid whose command is name, or 0.
+func childNamed(pid int, name string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, de := range entries {
+		child, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + de.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(raw)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(s[end+1:])
+		if s[open+1:end] == name && len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			return child
+		}
+	}
+	return 0
+}
+
+// cpuTime is a process's user + system time from /proc (0 if gone).
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ = 100
 }
 
 type syncBuffer struct {
