@@ -73,6 +73,13 @@ func (s *scriptedBackend) Status(ctx context.Context, unit string) (UnitState, e
 	return s.Systemd.Status(ctx, unit)
 }
 
+// StatusOf keeps the scripted Status (the embedded fake's StatusOf would
+// bypass it) and the fields' masking.
+func (s *scriptedBackend) StatusOf(ctx context.Context, unit string, fields Field) (UnitState, error) {
+	st, err := s.Status(ctx, unit)
+	return st.Only(fields | FieldLoadState), err
+}
+
 // checkHealth is a healthFunc that logs the check and returns the next
 // scripted result, reporting one attempt.
 func (s *scriptedBackend) checkHealth(ctx context.Context, h *planner.Health, unit string, sd Backend, attempt func(int)) error {

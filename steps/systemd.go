@@ -20,10 +20,30 @@ import (
 // double can implement it without importing steps; these names keep it
 // part of the steps API.
 type (
-	Op        = systemdapi.Op
-	UnitState = systemdapi.UnitState
-	Backend   = systemdapi.Backend
-	JobError  = systemdapi.JobError
+	Op          = systemdapi.Op
+	UnitState   = systemdapi.UnitState
+	Backend     = systemdapi.Backend
+	JobError    = systemdapi.JobError
+	Field       = systemdapi.Field
+	FieldReader = systemdapi.FieldReader
+)
+
+// The properties of UnitState, for StatusOf.
+const (
+	FieldLoadState        = systemdapi.FieldLoadState
+	FieldActiveState      = systemdapi.FieldActiveState
+	FieldSubState         = systemdapi.FieldSubState
+	FieldFragmentPath     = systemdapi.FieldFragmentPath
+	FieldCanReload        = systemdapi.FieldCanReload
+	FieldNeedDaemonReload = systemdapi.FieldNeedDaemonReload
+	FieldActiveEnterMono  = systemdapi.FieldActiveEnterMono
+	FieldInvocationID     = systemdapi.FieldInvocationID
+	FieldDropInPaths      = systemdapi.FieldDropInPaths
+	FieldResult           = systemdapi.FieldResult
+	FieldReloadResult     = systemdapi.FieldReloadResult
+	FieldMainPID          = systemdapi.FieldMainPID
+	FieldNRestarts        = systemdapi.FieldNRestarts
+	AllFields             = systemdapi.AllFields
 )
 
 // The jobs a Backend runs.
@@ -446,35 +466,8 @@ func (d *DBus) StatusOf(ctx context.Context, unit string, fields Field) (UnitSta
 	return st, nil
 }
 
-// Field selects properties of UnitState for StatusOf.
-type Field uint16
-
-const (
-	FieldLoadState Field = 1 << iota
-	FieldActiveState
-	FieldSubState
-	FieldFragmentPath
-	FieldCanReload
-	FieldNeedDaemonReload
-	FieldActiveEnterMono
-	FieldInvocationID
-	FieldDropInPaths
-	FieldResult
-	FieldReloadResult
-	FieldMainPID
-	FieldNRestarts
-
-	AllFields = FieldNRestarts<<1 - 1
-)
-
-// FieldReader is a Backend that can read some of a unit's properties
-// only (DBus can).
-type FieldReader interface {
-	StatusOf(ctx context.Context, unit string, fields Field) (UnitState, error)
-}
-
 // statusOf reads at least fields of unit: only those where sd is a
-// FieldReader, everything otherwise (the fakes).
+// FieldReader, everything otherwise.
 func statusOf(ctx context.Context, sd Backend, unit string, fields Field) (UnitState, error) {
 	if r, ok := sd.(FieldReader); ok {
 		return r.StatusOf(ctx, unit, fields)

@@ -494,7 +494,7 @@ func TestStatusReadsWhatGetAllReads(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if w := onlyFields(want, fields|FieldLoadState); fmt.Sprint(part) != fmt.Sprint(w) {
+				if w := want.Only(fields | FieldLoadState); fmt.Sprint(part) != fmt.Sprint(w) {
 					t.Errorf("StatusOf(%s, %s)\n got %+v\nwant %+v", unit, name, part, w)
 				}
 			}
@@ -503,28 +503,4 @@ func TestStatusReadsWhatGetAllReads(t *testing.T) {
 			}
 		})
 	}
-}
-
-// onlyFields is st with the fields not in f zeroed.
-func onlyFields(st UnitState, f Field) UnitState {
-	var out UnitState
-	keep := func(bit Field, copyField func()) {
-		if f&bit != 0 {
-			copyField()
-		}
-	}
-	keep(FieldLoadState, func() { out.LoadState = st.LoadState })
-	keep(FieldActiveState, func() { out.ActiveState = st.ActiveState })
-	keep(FieldSubState, func() { out.SubState = st.SubState })
-	keep(FieldFragmentPath, func() { out.FragmentPath = st.FragmentPath })
-	keep(FieldCanReload, func() { out.CanReload = st.CanReload })
-	keep(FieldNeedDaemonReload, func() { out.NeedDaemonReload = st.NeedDaemonReload })
-	keep(FieldActiveEnterMono, func() { out.ActiveEnterMono = st.ActiveEnterMono })
-	keep(FieldInvocationID, func() { out.InvocationID = st.InvocationID })
-	keep(FieldDropInPaths, func() { out.DropInPaths = st.DropInPaths })
-	keep(FieldResult, func() { out.Result = st.Result })
-	keep(FieldReloadResult, func() { out.ReloadResult = st.ReloadResult })
-	keep(FieldMainPID, func() { out.MainPID = st.MainPID })
-	keep(FieldNRestarts, func() { out.NRestarts = st.NRestarts })
-	return out
 }

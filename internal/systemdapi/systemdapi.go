@@ -49,6 +49,65 @@ func (s UnitState) Loaded() error {
 	return fmt.Errorf("unit is not loaded (load state %q)", state)
 }
 
+// Field selects properties of UnitState, for FieldReader.StatusOf.
+type Field uint16
+
+// One Field per property of UnitState.
+const (
+	FieldLoadState Field = 1 << iota
+	FieldActiveState
+	FieldSubState
+	FieldFragmentPath
+	FieldCanReload
+	FieldNeedDaemonReload
+	FieldActiveEnterMono
+	FieldInvocationID
+	FieldDropInPaths
+	FieldResult
+	FieldReloadResult
+	FieldMainPID
+	FieldNRestarts
+
+	AllFields = FieldNRestarts<<1 - 1
+)
+
+// FieldReader is a Backend that can read some of a unit's properties
+// only, which costs the manager less than reading them all (steps.DBus).
+type FieldReader interface {
+	// StatusOf is Status with only the properties in fields and
+	// LoadState, which is always read; the others are left zero.
+	StatusOf(ctx context.Context, unit string, fields Field) (UnitState, error)
+}
+
+// Only returns s with the properties outside f zeroed: what a
+// FieldReader returns for f.
+func (s UnitState) Only(f Field) UnitState {
+	var out UnitState
+	for _, p := range []struct {
+		field Field
+		copy  func()
+	}{
+		{FieldLoadState, func() { out.LoadState = s.LoadState }},
+		{FieldActiveState, func() { out.ActiveState = s.ActiveState }},
+		{FieldSubState, func() { out.SubState = s.SubState }},
+		{FieldFragmentPath, func() { out.FragmentPath = s.FragmentPath }},
+		{FieldCanReload, func() { out.CanReload = s.CanReload }},
+		{FieldNeedDaemonReload, func() { out.NeedDaemonReload = s.NeedDaemonReload }},
+		{FieldActiveEnterMono, func() { out.ActiveEnterMono = s.ActiveEnterMono }},
+		{FieldInvocationID, func() { out.InvocationID = s.InvocationID }},
+		{FieldDropInPaths, func() { out.DropInPaths = s.DropInPaths }},
+		{FieldResult, func() { out.Result = s.Result }},
+		{FieldReloadResult, func() { out.ReloadResult = s.ReloadResult }},
+		{FieldMainPID, func() { out.MainPID = s.MainPID }},
+		{FieldNRestarts, func() { out.NRestarts = s.NRestarts }},
+	} {
+		if f&p.field != 0 {
+			p.copy()
+		}
+	}
+	return out
+}
+
 // Backend is the part of systemd the steps use. The D-Bus implementation
 // (steps.DBus) talks to the system or the user manager through go-systemd;
 // unit tests use internal/systemdfake.

@@ -207,6 +207,14 @@ func (f *Systemd) Status(ctx context.Context, unit string) (systemdapi.UnitState
 	return out, nil
 }
 
+// StatusOf is Status with only fields (and LoadState) kept, as the D-Bus
+// backend reads them: a step that reads a property it did not ask for
+// sees it zero, in the fake-driven tests too.
+func (f *Systemd) StatusOf(ctx context.Context, unit string, fields systemdapi.Field) (systemdapi.UnitState, error) {
+	st, err := f.Status(ctx, unit)
+	return st.Only(fields | systemdapi.FieldLoadState), err
+}
+
 func (f *Systemd) checkLocked(ctx context.Context) error {
 	if f.closed {
 		return fmt.Errorf("systemd backend is closed")
