@@ -114,7 +114,9 @@ func (m LocalMachine) Unit(ctx context.Context, name string) (executor.UnitInfo,
 		}
 		return executor.UnitInfo{}, executor.ErrUnitsUnknown
 	}
-	st, err := m.Systemd.Status(ctx, name)
+	// Only what UnitInfo holds: preflight reads every unit of the plan,
+	// one after the other, before the run starts.
+	st, err := statusOf(ctx, m.Systemd, name, FieldFragmentPath|FieldNeedDaemonReload)
 	if err != nil {
 		return executor.UnitInfo{}, err
 	}
