@@ -254,7 +254,8 @@ func probeTCP(ctx context.Context, address string) error {
 // also be running, or exited for a oneshot with RemainAfterExit (Debian's
 // postgresql.service is one).
 func probeSystemd(ctx context.Context, sd Backend, unit string) error {
-	st, err := sd.Status(ctx, unit)
+	// Polled every few milliseconds: read only what is checked.
+	st, err := statusOf(ctx, sd, unit, FieldActiveState|FieldSubState)
 	if err != nil {
 		return err
 	}
