@@ -254,7 +254,10 @@ func (u *rsyncUndo) Undo(ctx context.Context, env *executor.Env) error {
 	args = append(args, excludeArgs(u.exclude)...)
 	args = append(args, u.snapshot, u.to)
 	var deleted []string
-	capture := *env
+	capture := executor.Env{}
+	if env != nil {
+		capture = *env
+	}
 	capture.Logf = func(format string, a ...any) {
 		line := fmt.Sprintf(format, a...)
 		if name, ok := strings.CutPrefix(line, "*deleting "); ok {
