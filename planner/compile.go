@@ -1,8 +1,10 @@
 package planner
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -110,6 +112,7 @@ type stepInfo struct {
 	// service-independent diagnostics of taking it.
 	attrs        *hcl.BodyContent
 	attrSpecs    map[string]*hcldec.AttrSpec
+	attrOrder    []string // the keys of attrSpecs in source order
 	contentDiags hcl.Diagnostics
 }
 
@@ -129,6 +132,38 @@ func (info *stepInfo) prepareAttrs(body hcl.Body, spec hcldec.ObjectSpec) {
 	}
 	info.attrs, info.contentDiags = body.Content(hcldec.ImpliedSchema(spec))
 	info.attrSpecs = specs
+	info.attrOrder = make([]string, 0, len(specs))
+	for key := range specs {
+		info.attrOrder = append(info.attrOrder, key)
+	}
+	// Source order, so that diagnostics come out in the order a reader
+	// meets the attributes (unset ones, which report nothing, by name).
+	pos := func(key string) int {
+		if a, ok := info.attrs.Attributes[specs[key].Name]; ok {
+			return a.NameRange.Start.Byte
+		}
+		return math.MaxInt
+	}
+	slices.SortFunc(info.attrOrder, func(a, b string) int {
+		return cmp.Or(cmp.Compare(pos(a), pos(b)), cmp.Compare(a, b))
+	})
+}
+
+// sortBySource orders diags by where their subject starts (file, then
+// offset), keeping the order of those at the same place; diagnostics
+// without a subject go last.
+func sortBySource(diags hcl.Diagnostics) {
+	slices.SortStableFunc(diags, func(a, b *hcl.Diagnostic) int {
+		switch {
+		case a.Subject == nil && b.Subject == nil:
+			return 0
+		case a.Subject == nil:
+			return 1
+		case b.Subject == nil:
+			return -1
+		}
+		return cmp.Or(cmp.Compare(a.Subject.Filename, b.Subject.Filename), cmp.Compare(a.Subject.Start.Byte, b.Subject.Start.Byte))
+	})
 }
 
 type diagKey struct {
@@ -520,6 +555,9 @@ func (c *compiler) decodeStep(step *dsl.Step, info *stepInfo, ctx *hcl.EvalConte
 		}
 	} else {
 		val, diags := hcldec.Decode(body, spec, ctx)
+		// hcldec decodes an ObjectSpec in map order: sort, or the same
+		// plan prints its problems in a different order from run to run.
+		sortBySource(diags)
 		c.add(diags...)
 		if diags.HasErrors() || val.IsNull() || !val.Type().IsObjectType() {
 			return nil, false
@@ -556,7 +594,8 @@ func (c *compiler) decodeAttrs(info *stepInfo, ctx *hcl.EvalContext) (map[string
 	}
 	args := make(map[string]cty.Value, len(info.attrSpecs))
 	failed := false
-	for key, spec := range info.attrSpecs {
+	for _, key := range info.attrOrder {
+		spec := info.attrSpecs[key]
 		attr, ok := info.attrs.Attributes[spec.Name]
 		if !ok {
 			args[key] = cty.NullVal(spec.Type.WithoutOptionalAttributesDeep())

@@ -318,3 +318,26 @@ func TestEmptyPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateDeterministic: the same plan gives the same bytes on every
+// run, in every format. Several problems in one step body used to come out
+// in map order (a different order from run to run).
+func TestValidateDeterministic(t *testing.T) {
+	for _, format := range []string{"text", "json", "github"} {
+		t.Run(format, func(t *testing.T) {
+			var first string
+			for i := range 30 {
+				ios, out, _ := testStreams()
+				_ = validateRun(&ValidateOptions{IO: ios, Files: []string{"testdata/many/main.hcl"}, Format: format})
+				if i == 0 {
+					first = out.String()
+					golden(t, "many/want."+format, out.Bytes())
+					continue
+				}
+				if out.String() != first {
+					t.Fatalf("run %d printed other bytes than run 1:\n--- run 1\n%s\n--- run %d\n%s", i+1, first, i+1, out)
+				}
+			}
+		})
+	}
+}
