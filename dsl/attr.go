@@ -147,32 +147,15 @@ func attrStringMap(attr *hcl.Attribute, ctx *hcl.EvalContext) (map[string]string
 	return out, true, diags
 }
 
-// attrDuration decodes a non-negative Go duration string such as "30s".
+// attrDuration decodes a duration under ParseDuration's rule.
 func attrDuration(attr *hcl.Attribute, ctx *hcl.EvalContext) (time.Duration, bool, hcl.Diagnostics) {
 	s, ok, diags := attrString(attr, ctx)
 	if !ok {
 		return 0, false, diags
 	}
-	d, err := time.ParseDuration(s)
-	if err == nil && d < 0 {
-		err = fmt.Errorf("it is negative")
-	}
+	d, err := ParseDuration(s)
 	if err != nil {
-		return 0, false, append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Invalid duration",
-			Detail: fmt.Sprintf("The %q argument is %q, which is not a valid duration (%s). "+
-				"Use a non-negative number with a unit, such as \"30s\", \"1m30s\" or \"500ms\".", attr.Name, s, durationReason(err)),
-			Subject: attr.Expr.Range().Ptr(),
-		})
+		return 0, false, append(diags, InvalidDuration(attr.Name, err, attr.Expr.Range()))
 	}
 	return d, true, diags
-}
-
-// durationReason trims time.ParseDuration's error, which repeats the value.
-func durationReason(err error) string {
-	if err.Error() == "it is negative" {
-		return err.Error()
-	}
-	return "expected a number followed by a unit: ns, us, ms, s, m or h"
 }

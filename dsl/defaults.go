@@ -1,7 +1,6 @@
 package dsl
 
 import (
-	"math"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -30,7 +29,7 @@ func decodeDefaultsBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Defaults, hcl
 	}
 	if attr, ok := content.Attributes["health_retries"]; ok {
 		var more hcl.Diagnostics
-		d.HealthRetries, d.HealthRetriesSet, more = attrInt(attr, ctx, 0, math.MaxInt32)
+		d.HealthRetries, d.HealthRetriesSet, more = attrInt(attr, ctx, MinRetries, MaxRetries)
 		diags = append(diags, more...)
 	}
 	if attr, ok := content.Attributes["health_interval"]; ok {

@@ -26,7 +26,7 @@ func TestDiagnostics(t *testing.T) {
 		{"unknown_block", nil, []string{"Unsupported block type", "Unsupported block type"}},
 		{"unknown_attribute", nil, []string{"Unsupported argument", "Unsupported argument"}},
 		{"wrong_type", nil, []string{`Invalid value for "tags"`, `Invalid value for "retries"`}},
-		{"bad_duration", nil, []string{"Invalid duration", "Invalid duration"}},
+		{"bad_duration", nil, []string{"Invalid duration", "Invalid duration", `Invalid value for "health_retries"`, "Invalid duration", "Invalid duration", `Invalid value for "retries"`}},
 		{"bad_url", nil, []string{"Invalid URL", "Invalid URL"}},
 		{"bad_tcp_address", nil, []string{"Invalid address", "Invalid address"}},
 		{"invalid_unit_name", nil, []string{"Invalid unit name", "Invalid unit name"}},

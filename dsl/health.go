@@ -2,7 +2,6 @@ package dsl
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"net/url"
 	"strings"
@@ -127,7 +126,7 @@ func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Health, hcl.Dia
 	}
 	if attr, ok := content.Attributes["retries"]; ok {
 		var more hcl.Diagnostics
-		h.Retries, h.RetriesSet, more = attrInt(attr, ctx, 0, math.MaxInt32)
+		h.Retries, h.RetriesSet, more = attrInt(attr, ctx, MinRetries, MaxRetries)
 		diags = append(diags, more...)
 	}
 	if attr, ok := content.Attributes["interval"]; ok {

@@ -7,7 +7,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/customdecode"
@@ -17,14 +16,6 @@ import (
 
 	"github.com/rollout-sh/rollout/dsl"
 	"github.com/rollout-sh/rollout/planner/dag"
-)
-
-// Health check fallbacks when neither the health block nor the defaults
-// block sets them, as the reference does.
-const (
-	fallbackHealthTimeout  = 30 * time.Second
-	fallbackHealthRetries  = 3
-	fallbackHealthInterval = time.Second
 )
 
 // defaultPipeline is the pipeline a service falls back to.
@@ -630,12 +621,8 @@ func (c *compiler) decodeAttrs(info *stepInfo, ctx *hcl.EvalContext) (map[string
 // systemd check.
 func (c *compiler) health(h *dsl.Health) *Health {
 	d := c.cfg.Defaults
-	out := &Health{
-		Kind:     dsl.HealthSystemd,
-		Timeout:  fallbackHealthTimeout,
-		Retries:  fallbackHealthRetries,
-		Interval: fallbackHealthInterval,
-	}
+	def := DefaultHealth()
+	out := &def
 	if d.HealthTimeoutSet {
 		out.Timeout = d.HealthTimeout
 	}

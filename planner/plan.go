@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/rollout-sh/rollout/dsl"
 )
 
 // StepType describes one built-in step type to the planner.
@@ -141,8 +143,40 @@ type Service struct {
 	DeclRange hcl.Range
 }
 
-// Health is a service's health check with the plan defaults applied
-// (unset: timeout 30s, retries 3, interval 1s, as the reference).
+// The health check settings when neither the service's health block nor
+// the defaults block sets them (the reference's). This is their one
+// definition: the compiler fills every Health from them, and the steps
+// use them only for a Health that did not come from the compiler.
+const (
+	DefaultHealthTimeout  = 30 * time.Second
+	DefaultHealthRetries  = 3
+	DefaultHealthInterval = time.Second
+)
+
+// DefaultHealth is the check of a service without a health block: the unit
+// is active (the systemd kind), with the default settings.
+func DefaultHealth() Health {
+	return Health{Kind: dsl.HealthSystemd, Timeout: DefaultHealthTimeout, Retries: DefaultHealthRetries, Interval: DefaultHealthInterval}
+}
+
+// WithDefaults returns h with each zero setting replaced by its default.
+// A compiled plan has none (the plan language refuses zero), so this only
+// matters to a Health built by hand.
+func (h Health) WithDefaults() Health {
+	if h.Timeout <= 0 {
+		h.Timeout = DefaultHealthTimeout
+	}
+	if h.Retries <= 0 {
+		h.Retries = DefaultHealthRetries
+	}
+	if h.Interval <= 0 {
+		h.Interval = DefaultHealthInterval
+	}
+	return h
+}
+
+// Health is a service's health check with the plan defaults applied: every
+// setting is set, and what `plan show` prints is what the run uses.
 type Health struct {
 	Kind         string // dsl.HealthHTTP, ...
 	URL          string

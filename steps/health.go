@@ -16,11 +16,7 @@ import (
 	"github.com/rollout-sh/rollout/planner"
 )
 
-// Health check defaults for zero fields, the same as the planner's.
 const (
-	defaultHealthTimeout  = 30 * time.Second
-	defaultHealthRetries  = 3
-	defaultHealthInterval = time.Second
 	// firstPollDelay is the first pause of the adaptive poll inside an
 	// attempt; it doubles up to the interval. A restarted service usually
 	// listens tens of milliseconds after its job is done, so a short first
@@ -66,8 +62,9 @@ func (e *HealthError) Unwrap() error { return e.Err }
 // attempts and also the longest pause of the adaptive poll within one:
 // an http, tcp or systemd attempt probes again and again, first after
 // 10 ms, then every 10 ms for the first 5 s, then doubling up to Interval,
-// until a probe passes or the attempt's Timeout runs out. An exec attempt runs the command once. Zero fields
-// take the defaults (30s, 3, 1s).
+// until a probe passes or the attempt's Timeout runs out. An exec attempt
+// runs the command once. Zero fields (a Health not built by the planner)
+// take planner.DefaultHealth's settings.
 //
 // The error is a *HealthError holding the attempt count and the last
 // probe's error, or ctx's error when ctx ends first.
@@ -75,16 +72,8 @@ func CheckHealth(ctx context.Context, h *planner.Health, unit string, sd Backend
 	if h == nil {
 		return errors.New("no health check")
 	}
-	timeout, retries, interval := h.Timeout, h.Retries, h.Interval
-	if timeout <= 0 {
-		timeout = defaultHealthTimeout
-	}
-	if retries <= 0 {
-		retries = defaultHealthRetries
-	}
-	if interval <= 0 {
-		interval = defaultHealthInterval
-	}
+	d := h.WithDefaults()
+	timeout, retries, interval := d.Timeout, d.Retries, d.Interval
 	probe, poll, err := prober(h, unit, sd)
 	if err != nil {
 		return err

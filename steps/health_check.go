@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/rollout-sh/rollout/dsl"
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/planner"
 )
@@ -24,7 +25,7 @@ func healthCheckStepType() planner.StepType {
 			"interval": &hcldec.AttrSpec{Name: "interval", Type: cty.String},
 		},
 		Check:    true,
-		Validate: validateAll(validateDurations("timeout", "interval"), validatePositiveInt("retries")),
+		Validate: validateAll(validateDurations("timeout", "interval"), validateRetries("retries")),
 		Estimate: func(args map[string]cty.Value, h *planner.Health) planner.Span {
 			// A healthy service passes at once; the worst is every attempt
 			// running out of time.
@@ -46,27 +47,18 @@ func withHealthOverrides(h *planner.Health, r *argReader) planner.Health {
 	if d, ok := r.duration("interval"); ok {
 		out.Interval = d
 	}
-	if n, ok := r.integer("retries"); ok && n >= 1 {
+	if n, ok := r.integer("retries"); ok {
 		out.Retries = n
 	}
 	return out
 }
 
 // healthWorst is the longest a health check can take: every attempt runs
-// out of time, with the pause between attempts. Zero fields take
-// CheckHealth's defaults.
+// out of time, with the pause between attempts. Zero fields take the
+// defaults, as in CheckHealth.
 func healthWorst(h planner.Health) time.Duration {
-	timeout, retries, interval := h.Timeout, h.Retries, h.Interval
-	if timeout <= 0 {
-		timeout = defaultHealthTimeout
-	}
-	if retries <= 0 {
-		retries = defaultHealthRetries
-	}
-	if interval <= 0 {
-		interval = defaultHealthInterval
-	}
-	return time.Duration(retries)*timeout + time.Duration(retries-1)*interval
+	h = h.WithDefaults()
+	return time.Duration(h.Retries)*h.Timeout + time.Duration(h.Retries-1)*h.Interval
 }
 
 type healthCheckStep struct {
@@ -78,8 +70,8 @@ type healthCheckStep struct {
 }
 
 func (b *builder) buildHealthCheck(svc *planner.Service, step *planner.Step, r *argReader) (executor.Step, error) {
-	if n, ok := r.integer("retries"); ok && n < 1 {
-		return nil, fmt.Errorf("argument \"retries\": must be at least 1, not %d", n)
+	if n, ok := r.integer("retries"); ok && (n < dsl.MinRetries || n > dsl.MaxRetries) {
+		return nil, fmt.Errorf("argument \"retries\": must be from %d to %d, not %d", dsl.MinRetries, dsl.MaxRetries, n)
 	}
 	base := serviceHealth(svc)
 	h := withHealthOverrides(&base, r)

@@ -157,8 +157,8 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 func serviceHealth(svc *planner.Service) planner.Health {
 	if svc.Health == nil {
 		// The planner never leaves Health nil; fall back to its default
-		// (unit active, 30s, 3 tries, 1s apart) rather than crash.
-		return planner.Health{Kind: dsl.HealthSystemd, Timeout: 30 * time.Second, Retries: 3, Interval: time.Second}
+		// rather than crash.
+		return planner.DefaultHealth()
 	}
 	return *svc.Health
 }
@@ -266,9 +266,9 @@ func (r *argReader) duration(name string) (time.Duration, bool) {
 	if !ok {
 		return 0, false
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		r.fail(name, "%q is not a positive duration such as \"30s\"", s)
+	d, err := dsl.ParseDuration(s)
+	if err != nil {
+		r.fail(name, "%v", err)
 		return 0, false
 	}
 	return d, true
@@ -355,21 +355,17 @@ func validateDurations(names ...string) validator {
 			if !ok {
 				continue
 			}
-			d, err := time.ParseDuration(s)
-			switch {
-			case err != nil:
-				diags = append(diags, invalidArg(rng(name), "Invalid duration",
-					fmt.Sprintf("The %s argument must be a duration such as \"30s\" or \"5m\", but %q is not one. Use a number followed by a unit (ms, s, m, h).", name, s)))
-			case d <= 0:
-				diags = append(diags, invalidArg(rng(name), "Invalid duration",
-					fmt.Sprintf("The %s argument must be greater than zero, but it is %q. Give a positive duration such as \"30s\".", name, s)))
+			if _, err := dsl.ParseDuration(s); err != nil {
+				diags = append(diags, dsl.InvalidDuration(name, err, rng(name)))
 			}
 		}
 		return diags
 	}
 }
 
-func validatePositiveInt(name string) validator {
+// validateRetries checks a number of attempts under the plan language's
+// rule (dsl.MinRetries to dsl.MaxRetries), as a health block's retries.
+func validateRetries(name string) validator {
 	return func(args map[string]cty.Value, rng func(arg string) hcl.Range) hcl.Diagnostics {
 		v, ok := knownArg(args, name)
 		if !ok {
@@ -380,9 +376,9 @@ func validatePositiveInt(name string) validator {
 			return nil
 		}
 		bf := n.AsBigFloat()
-		if i, acc := bf.Int64(); !bf.IsInt() || acc != 0 || i < 1 || i > 1000 {
+		if i, acc := bf.Int64(); !bf.IsInt() || acc != 0 || i < dsl.MinRetries || i > dsl.MaxRetries {
 			return hcl.Diagnostics{invalidArg(rng(name), "Invalid "+strings.ReplaceAll(name, "_", " ")+" count",
-				fmt.Sprintf("The %s argument must be a whole number from 1 to 1000, but it is %s. Give the number of attempts, such as 3.", name, bf.Text('g', -1)))}
+				fmt.Sprintf("The %s argument must be a whole number from %d to %d, but it is %s. Give the number of attempts, such as 3.", name, dsl.MinRetries, dsl.MaxRetries, bf.Text('g', -1)))}
 		}
 		return nil
 	}
