@@ -136,8 +136,8 @@ type Options struct {
 	Build Builder
 	// Parallel is how many services may restart at once; 0 = unbounded.
 	Parallel    int
-	OnFailure   string // "abort" (default) or "continue"
-	MaxFailures int    // with "continue": stop starting services after this many failures; 0 = no limit
+	OnFailure   string // dsl.OnFailureAbort (default) or dsl.OnFailureContinue
+	MaxFailures int    // with OnFailureContinue: stop starting services after this many failures; 0 = no limit
 	Force       bool
 	RunID       string // generated when ""
 	// LockPath is the single-run lock for the manager this run talks to;

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rollout-sh/rollout/dsl"
 	"github.com/rollout-sh/rollout/planner"
 )
 
@@ -39,10 +40,10 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	}
 	switch opts.OnFailure {
 	case "":
-		opts.OnFailure = "abort"
-	case "abort", "continue":
+		opts.OnFailure = dsl.OnFailureAbort
+	case dsl.OnFailureAbort, dsl.OnFailureContinue:
 	default:
-		return Result{}, fmt.Errorf("executor: on_failure %q is not \"abort\" or \"continue\"", opts.OnFailure)
+		return Result{}, fmt.Errorf("executor: on_failure %q is not %q or %q", opts.OnFailure, dsl.OnFailureAbort, dsl.OnFailureContinue)
 	}
 
 	var jr *journalWriter
@@ -285,7 +286,7 @@ func (r *runner) finished(d serviceDone) {
 		r.skip(i, name, fmt.Sprintf("dependency %s failed", name))
 	}
 	switch {
-	case r.opts.OnFailure == "abort":
+	case r.opts.OnFailure == dsl.OnFailureAbort:
 		r.stop(fmt.Sprintf("run aborted after %s failed", name))
 	case r.opts.MaxFailures > 0 && r.failures >= r.opts.MaxFailures:
 		r.stop(fmt.Sprintf("run stopped after %s (max_failures %d)", plural(r.failures, "failure"), r.opts.MaxFailures))
