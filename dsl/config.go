@@ -20,9 +20,11 @@ import (
 )
 
 // Config is everything read from one root plan file and the files it
-// includes. Slices keep declaration order: the root file's blocks in source
-// order, each include spliced in where its include attribute stands (the
-// root file's own blocks first, then included files in glob order, sorted).
+// includes. Slices keep declaration order: files in the order they were
+// read (the root file's own blocks first, wherever its include attribute
+// stands, then each included file in include order, glob matches sorted,
+// an included file's own includes right after its blocks), and within a
+// file, source order.
 type Config struct {
 	// Root is the path of the root file as given by the caller.
 	Root string
@@ -41,7 +43,8 @@ type Config struct {
 	// VarValues is the object bound to `var` in expressions: every declared
 	// variable with its --var value or its default.
 	VarValues cty.Value
-	// Defaults is the merged defaults block; zero value with *Set=false when absent.
+	// Defaults is the one defaults block of all the files (a second is an
+	// error); the zero value, every *Set false, when there is none.
 	Defaults  Defaults
 	Pipelines []*Pipeline
 	Services  []*Service

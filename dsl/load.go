@@ -62,12 +62,11 @@ type loader struct {
 
 // Load reads the root plan file at path, follows its includes (relative to
 // the including file, globs allowed, each file read once), and decodes
-// everything into a Config. It returns every diagnostic found; the Config is
-// non-nil whenever parsing got far enough to be useful (it may be partial
-// when diags.HasErrors()).
+// everything into a Config. It returns every diagnostic found.
 //
-// The returned Config is in fact never nil, so that callers can always use
-// its Sources to print the diagnostics.
+// The Config is never nil, so that callers can always print the
+// diagnostics with its Sources; when diags.HasErrors() it may be partial
+// (Incomplete says whether whole files are missing).
 func Load(path string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 	if opts.ReadFile == nil {
 		opts.ReadFile = os.ReadFile

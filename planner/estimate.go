@@ -13,8 +13,11 @@ type Estimate struct {
 	// Services maps each selected service to the sum of its steps.
 	Services map[string]Span
 	// CriticalPath is the chain of dependent services whose worst-case
-	// estimates sum highest: the least a run can take with unbounded
-	// parallelism. Critical is the sum along it.
+	// estimates sum highest. Its services run one after the other whatever
+	// the parallelism, so no run is shorter than the time they take; with
+	// unbounded parallelism and every step at its estimate, the run takes
+	// exactly that. Critical is the sum along it (its Typical is this
+	// chain's, which need not be the chain with the highest typical sum).
 	CriticalPath []string
 	Critical     Span
 	// Sequential is the sum over all services: a --parallel 1 run.

@@ -19,8 +19,9 @@ func criticalEdges(path []string) (edges map[string]bool, nodes map[string]bool)
 	return edges, nodes
 }
 
-// criticalCaption says how long the critical path is estimated to take:
-// the least a run can take however parallel, for a reviewer.
+// criticalCaption says how long the critical path is estimated to take,
+// for a reviewer: its services run one after another however parallel the
+// run, so the run takes at least as long as they do.
 func criticalCaption(p *Plan, est Estimate) string {
 	if len(est.CriticalPath) == 0 {
 		return fmt.Sprintf("plan %s", p.Name)

@@ -9,7 +9,8 @@ import (
 )
 
 // The JSON shape of `plan show --format json`; field names are part of the
-// CLI contract (DESIGN.md).
+// CLI contract (docs/cli.md): scripts read them, so they are renamed only
+// with a new format.
 type (
 	jsonPlan struct {
 		Plan         string              `json:"plan"`

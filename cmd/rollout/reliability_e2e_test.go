@@ -2,8 +2,8 @@ package main
 
 // Reliability of `rollout run` against a real systemd --user manager:
 // interrupts, crashes, hostile health endpoints and flapping services, two
-// runs at once, hostile input (issue 7). .dev/reliability.md maps each case
-// to its test.
+// runs at once, hostile input. docs/reliability.md maps each case to its
+// test.
 
 import (
 	"bufio"

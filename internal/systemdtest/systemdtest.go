@@ -1,6 +1,6 @@
 // Package systemdtest starts a real `systemd --user` manager for tests
-// (see /work/shared/notes/systemd.md §5) and builds internal/testsvc to run
-// under it.
+// (through internal/usermanager) and builds internal/testsvc to run under
+// it.
 //
 // As root, Start runs a private manager through internal/usermanager (a
 // private mount namespace, private XDG_RUNTIME_DIR and XDG_CONFIG_HOME, a

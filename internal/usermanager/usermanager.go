@@ -1,7 +1,6 @@
 // Package usermanager starts and stops a private `systemd --user` manager,
 // for machines without a booted systemd (containers, CI) where rollout's
-// tests and `rollout demo` still want real units. See
-// /work/shared/notes/systemd.md §5 for the facts it relies on.
+// tests and `rollout demo` still want real units.
 //
 // As root, Start runs the manager in a private mount namespace with a tmpfs
 // on /run/systemd holding an empty /run/systemd/system (without it the
