@@ -1,7 +1,6 @@
 package dsl
 
 import (
-
 	"github.com/hashicorp/hcl/v2"
 )
 
