@@ -40,6 +40,11 @@ type Event struct {
 	Message string `json:"message,omitempty"` // what happened, or what a person must do
 	Cause   string `json:"cause,omitempty"`   // SERVICE_SKIPPED: the failed dependency
 	Attempt int    `json:"attempt,omitempty"`
+	// Irreversible, on ROLLBACK_SUCCESS and ROLLBACK_FAILED, names the
+	// steps whose changes the rollback left in place because nothing can
+	// undo them (a migration without rollback_command): the service is
+	// back on its old code, but what these steps changed is not restored.
+	Irreversible []string `json:"irreversible,omitempty"`
 }
 
 // Sink receives events in order. The JSONL file sink appends each event

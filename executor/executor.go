@@ -181,8 +181,11 @@ type Result struct {
 	RolledBack     []string
 	RollbackFailed []string // a person must act
 	Skipped        []string // never started: a dependency failed, or the run stopped
-	Interrupted    bool
-	Duration       time.Duration
+	// Irreversible maps a rolled-back service to the steps whose changes
+	// its rollback could not undo (see Event.Irreversible).
+	Irreversible map[string][]string
+	Interrupted  bool
+	Duration     time.Duration
 }
 
 // ExitCode maps a result to the contract's exit codes: 0 all done, 1 a

@@ -22,8 +22,11 @@ type RunSummary struct {
 	RollbackFailed []string `json:"rollback_failed"`
 	Skipped        []string `json:"skipped"`
 	// NotifyFailed counts the notifications that were not delivered.
-	NotifyFailed int     `json:"notify_failed,omitempty"`
-	Events       []Event `json:"-"`
+	NotifyFailed int `json:"notify_failed,omitempty"`
+	// Irreversible maps a rolled-back service to the steps its rollback
+	// could not undo (Event.Irreversible).
+	Irreversible map[string][]string `json:"irreversible,omitempty"`
+	Events       []Event             `json:"-"`
 }
 
 // Duration is how long the run took, or how long it ran before its last
@@ -87,8 +90,10 @@ func Summarize(events []Event) []RunSummary {
 			s.Failed = append(s.Failed, e.Service)
 		case RollbackSuccess:
 			s.RolledBack = append(s.RolledBack, e.Service)
+			s.noteIrreversible(e)
 		case RollbackFailed:
 			s.RollbackFailed = append(s.RollbackFailed, e.Service)
+			s.noteIrreversible(e)
 		case ServiceSkipped:
 			s.Skipped = append(s.Skipped, e.Service)
 		case NotifyFailed:
@@ -102,4 +107,14 @@ func Summarize(events []Event) []RunSummary {
 	}
 	sort.SliceStable(runs, func(a, b int) bool { return runs[a].Start.Before(runs[b].Start) })
 	return runs
+}
+
+func (s *RunSummary) noteIrreversible(e Event) {
+	if len(e.Irreversible) == 0 {
+		return
+	}
+	if s.Irreversible == nil {
+		s.Irreversible = map[string][]string{}
+	}
+	s.Irreversible[e.Service] = e.Irreversible
 }

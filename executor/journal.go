@@ -689,6 +689,7 @@ func Recover(ctx context.Context, j *Journal, opts RecoverOptions) (Result, erro
 		}
 	}
 	res.Duration = r.now().Sub(start)
+	res.Irreversible = r.irreversibleSteps()
 	if !j.Ended && !res.Interrupted {
 		msg := "recovered"
 		if len(res.RollbackFailed) > 0 {

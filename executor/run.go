@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rollout-sh/rollout/dsl"
@@ -185,6 +186,11 @@ type runner struct {
 	base    context.Context // the run's values without its cancellation
 	stepCtx context.Context // cancelled by Abort
 
+	// irreversible is Result.Irreversible, filled by the rollbacks, which
+	// run on the services' goroutines.
+	irreversibleMu sync.Mutex
+	irreversible   map[string][]string
+
 	// Coordinator-only state.
 	stopCause   string // why no new service may start; "" while they may
 	interrupted bool
@@ -299,7 +305,7 @@ func (r *runner) skip(i int, cause, message string) {
 }
 
 func (r *runner) result() Result {
-	res := Result{RunID: r.opts.RunID, Interrupted: r.interrupted}
+	res := Result{RunID: r.opts.RunID, Interrupted: r.interrupted, Irreversible: r.irreversibleSteps()}
 	for i, svc := range r.plan.Services {
 		switch r.sched.outcome[i] {
 		case outcomeSucceeded:

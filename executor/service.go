@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -258,13 +259,19 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry, sj *svcJourna
 		unrestored = append(unrestored, desc)
 		causes = append(causes, err)
 	}
+	kept := make([]bool, len(stack)) // entries whose changes stay: nothing can undo them
 	// undo runs stack[k]'s Undo unless a dead run's rollback did, and
 	// records it done before dropping what it kept.
 	undo := func(k int) {
 		e := stack[k]
 		desc := describe(e.undo)
 		if !e.undone {
-			if err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) }); err != nil {
+			err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callUndo(ctx, e.undo, env) })
+			if errors.Is(err, ErrIrreversible) {
+				kept[k] = true
+				err = nil
+			}
+			if err != nil {
 				fail(e.step.Name, desc, err)
 				return
 			}
@@ -306,6 +313,9 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry, sj *svcJourna
 		ro := e.undo.(Reopener)
 		desc := describeReopen(ro)
 		err := r.rollbackStep(ctx, svc, e.step, desc, func(env *Env) error { return callReopen(ctx, ro, env) })
+		if errors.Is(err, ErrIrreversible) {
+			err = nil // a reopen has nothing to keep; its Undo is what is named
+		}
 		if err != nil {
 			fail(e.step.Name+" (reopen)", desc, err)
 			reopenFailed = true
@@ -324,23 +334,86 @@ func (r *runner) rollback(svc *planner.Service, stack []undoEntry, sj *svcJourna
 		undo(k)
 	}
 
+	var irreversible []string // in step order
+	for k, e := range stack {
+		if kept[k] {
+			irreversible = append(irreversible, e.step.Name)
+		}
+	}
+	r.noteIrreversible(svc.Name, irreversible)
 	if len(failures) == 0 {
-		r.em.emit(Event{Event: RollbackSuccess, Service: svc.Name, Unit: svc.Unit, DurationMS: r.since(start)})
+		r.em.emit(Event{Event: RollbackSuccess, Service: svc.Name, Unit: svc.Unit, DurationMS: r.since(start),
+			Irreversible: irreversible, Message: notUndone(irreversible)})
 		return rollbackDone
 	}
 	r.em.emit(Event{
-		Event:      RollbackFailed,
-		Service:    svc.Name,
-		Unit:       svc.Unit,
-		Error:      strings.Join(failures, "; "),
-		Message:    manualRollback(svc, unrestored, causes, r.opts.UserManager),
-		DurationMS: r.since(start),
+		Event:        RollbackFailed,
+		Service:      svc.Name,
+		Unit:         svc.Unit,
+		Error:        strings.Join(failures, "; "),
+		Message:      joinLines(manualRollback(svc, unrestored, causes, r.opts.UserManager), notUndone(irreversible)),
+		DurationMS:   r.since(start),
+		Irreversible: irreversible,
 	})
 	return rollbackFailed
 }
 
+// notUndone says what a rollback left in place, for the event's Message;
+// "" when it left nothing.
+func notUndone(steps []string) string {
+	if len(steps) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("NOT UNDONE: %s cannot be undone, so what %s changed stays changed (a migration stays applied)",
+		quotedList(steps), pick(len(steps) == 1, "it", "they"))
+}
+
+func joinLines(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + "\n" + b
+}
+
+func pick(cond bool, a, b string) string {
+	if cond {
+		return a
+	}
+	return b
+}
+
+func quotedList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}
+
+func (r *runner) noteIrreversible(service string, steps []string) {
+	if len(steps) == 0 {
+		return
+	}
+	r.irreversibleMu.Lock()
+	defer r.irreversibleMu.Unlock()
+	if r.irreversible == nil {
+		r.irreversible = map[string][]string{}
+	}
+	r.irreversible[service] = steps
+}
+
+// irreversibleSteps returns Result.Irreversible: nil when every rollback
+// undid everything.
+func (r *runner) irreversibleSteps() map[string][]string {
+	r.irreversibleMu.Lock()
+	defer r.irreversibleMu.Unlock()
+	return maps.Clone(r.irreversible)
+}
+
 // rollbackStep runs one undo or reopen with its events. An irreversible
-// undo is reported as done: there was nothing it could restore. What the
+// undo is not a failure of the rollback (there was nothing it could
+// restore): its STEP_SUCCESS says so, and the error is returned wrapping
+// ErrIrreversible for the rollback to name the step. What the
 // undo reports (Env.Report) ends its event's message.
 func (r *runner) rollbackStep(ctx context.Context, svc *planner.Service, st *planner.Step, desc string, run func(*Env) error) error {
 	env := r.env(svc, st, nil)
@@ -354,7 +427,6 @@ func (r *runner) rollbackStep(ctx context.Context, svc *planner.Service, st *pla
 	case err == nil:
 	case errors.Is(err, ErrIrreversible):
 		ev.Message = "irreversible: " + err.Error()
-		err = nil
 	default:
 		ev.Event, ev.Error = StepFailed, err.Error()
 	}

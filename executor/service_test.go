@@ -197,6 +197,56 @@ func TestIrreversibleUndoDoesNotFailRollback(t *testing.T) {
 	}
 }
 
+// TestRollbackNamesWhatItCouldNotUndo: a rollback that had to leave a
+// migration applied must not read as a plain ROLLBACK_SUCCESS. The event
+// and the result name the step.
+func TestRollbackNamesWhatItCouldNotUndo(t *testing.T) {
+	rec := &recorder{}
+	plan := makePlan(svcSpec{def: "a", steps: []string{"backup", "migrate", "seed", "verify"}})
+	irreversible := fmt.Errorf("no rollback_command: %w", ErrIrreversible)
+	script := map[string]doFunc{
+		"a/backup":  returning(&fakeUndo{name: "backup", rec: rec}, nil),
+		"a/migrate": returning(&fakeUndo{name: "migrate", rec: rec, err: irreversible}, nil),
+		"a/seed":    returning(&fakeUndo{name: "seed", rec: rec, err: irreversible}, nil),
+		"a/verify":  returning(nil, errors.New("unhealthy")),
+	}
+	res, log := run(t, context.Background(), plan, Options{Build: builder(rec, script)})
+	want := []string{"migrate", "seed"}
+	if got := res.Irreversible["a"]; !slices.Equal(got, want) {
+		t.Errorf("Result.Irreversible[a] = %q, want %q", got, want)
+	}
+	evs := log.find(RollbackSuccess, "a")
+	if len(evs) != 1 {
+		t.Fatalf("%d ROLLBACK_SUCCESS events, want 1", len(evs))
+	}
+	if !slices.Equal(evs[0].Irreversible, want) {
+		t.Errorf("ROLLBACK_SUCCESS irreversible = %q, want %q", evs[0].Irreversible, want)
+	}
+	if !strings.Contains(evs[0].Message, `NOT UNDONE: "migrate", "seed"`) {
+		t.Errorf("ROLLBACK_SUCCESS message = %q, want it to say what was not undone", evs[0].Message)
+	}
+}
+
+// TestRollbackOfReversibleStepsNamesNothing: the field is absent when the
+// rollback undid everything.
+func TestRollbackOfReversibleStepsNamesNothing(t *testing.T) {
+	rec := &recorder{}
+	plan := makePlan(svcSpec{def: "a", steps: []string{"backup", "verify"}})
+	script := map[string]doFunc{
+		"a/backup": returning(&fakeUndo{name: "backup", rec: rec}, nil),
+		"a/verify": returning(nil, errors.New("unhealthy")),
+	}
+	res, log := run(t, context.Background(), plan, Options{Build: builder(rec, script)})
+	if res.Irreversible != nil {
+		t.Errorf("Result.Irreversible = %v, want nil", res.Irreversible)
+	}
+	for _, ev := range log.find(RollbackSuccess, "a") {
+		if ev.Irreversible != nil || ev.Message != "" {
+			t.Errorf("ROLLBACK_SUCCESS = %+v, want no irreversible steps", ev)
+		}
+	}
+}
+
 func TestFailingUndoFailsRollbackButUnwindsTheRest(t *testing.T) {
 	tests := []struct {
 		name      string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -147,8 +148,12 @@ func writeRunList(w io.Writer, runs []executor.RunSummary) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "WHEN\tRUN\tPLAN\tOUTCOME\tRESTARTED\tFAILED\tROLLED BACK\tSKIPPED\tDURATION")
 	for _, r := range runs {
+		outcome := r.Outcome
+		if len(r.Irreversible) > 0 {
+			outcome += ", not all undone"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
-			r.Start.Local().Format("2006-01-02 15:04:05"), r.RunID, r.Plan, r.Outcome,
+			r.Start.Local().Format("2006-01-02 15:04:05"), r.RunID, r.Plan, outcome,
 			len(r.Restarted), len(r.Failed), len(r.RolledBack), len(r.Skipped),
 			r.Duration().Round(time.Millisecond))
 	}
@@ -171,6 +176,9 @@ func writeRunDetail(w io.Writer, r executor.RunSummary, evs []executor.Event) er
 	}
 	if r.NotifyFailed > 0 {
 		fmt.Fprintf(w, "  notifications not sent: %d (NOTIFY_FAILED below)\n", r.NotifyFailed)
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.Irreversible)) {
+		fmt.Fprintf(w, "  NOT UNDONE (irreversible) in %s: %s\n", name, strings.Join(r.Irreversible[name], ", "))
 	}
 	fmt.Fprintln(w)
 	for _, e := range evs {

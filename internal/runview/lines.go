@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -95,7 +97,7 @@ func Line(e executor.Event) string {
 	case executor.RollbackStart:
 		return fmt.Sprintf("%s: rolling back", e.Service)
 	case executor.RollbackSuccess:
-		return fmt.Sprintf("%s: rolled back%s", e.Service, took)
+		return fmt.Sprintf("%s: rolled back%s%s", e.Service, took, NotUndone(e.Irreversible))
 	case executor.RollbackFailed:
 		return fmt.Sprintf("%s: ROLLBACK FAILED%s: %s\n%s", e.Service, took, e.Error, indent(e.Message, "    "))
 	case executor.NotifyFailed:
@@ -119,12 +121,27 @@ func (p *Printer) Summary(plan *planner.Plan, res executor.Result, eventsPath st
 	if res.Interrupted {
 		fmt.Fprintln(w, "The run was interrupted.")
 	}
+	if len(res.Irreversible) > 0 {
+		fmt.Fprintf(p.errW, "\nNOT UNDONE by the rollback (irreversible steps, no rollback): what they changed stays changed, e.g. a migration stays applied:\n")
+		for _, name := range slices.Sorted(maps.Keys(res.Irreversible)) {
+			fmt.Fprintf(p.errW, "  %s: %s\n", name, strings.Join(res.Irreversible[name], ", "))
+		}
+	}
 	if len(res.RollbackFailed) > 0 {
 		fmt.Fprintf(p.errW, "\nROLLBACK FAILED for %s: these services may be down or half-restored and a person must act now.\n",
 			strings.Join(res.RollbackFailed, ", "))
 		fmt.Fprintf(p.errW, "The manual steps are in the ROLLBACK_FAILED events of %s (run %s).\n", eventsPath, res.RunID)
 	}
 	fmt.Fprintf(w, "Events: %s\n", eventsPath)
+}
+
+// NotUndone is what a line about a rollback adds when the rollback left
+// irreversible steps' changes in place; "" when it left none.
+func NotUndone(steps []string) string {
+	if len(steps) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", but NOT UNDONE (irreversible, no rollback): %s: their changes stay", strings.Join(steps, ", "))
 }
 
 func firstNonEmpty(s ...string) string {

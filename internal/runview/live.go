@@ -131,7 +131,10 @@ func (v *Live) Observe(e executor.Event) {
 		v.printAbove(v.paint("31", fmt.Sprintf("✗ %s %s: %s", e.Service, ms(e.DurationMS), firstNonEmpty(e.Error, e.Message))))
 	case executor.RollbackSuccess:
 		v.status[e.Service] = "rolled back"
-		v.printAbove(v.paint("33", fmt.Sprintf("↺ %s rolled back %s", e.Service, ms(e.DurationMS))))
+		if len(e.Irreversible) > 0 {
+			v.status[e.Service] = "rolled back, NOT UNDONE: " + strings.Join(e.Irreversible, ", ")
+		}
+		v.printAbove(v.paint("33", fmt.Sprintf("↺ %s rolled back %s%s", e.Service, ms(e.DurationMS), NotUndone(e.Irreversible))))
 	case executor.RollbackFailed:
 		v.status[e.Service] = "ROLLBACK FAILED"
 		v.printAbove(v.paint("1;31", fmt.Sprintf("!! %s ROLLBACK FAILED: %s", e.Service, e.Error)) + "\n" + indent(e.Message, "   "))
