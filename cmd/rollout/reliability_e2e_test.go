@@ -193,7 +193,7 @@ func assertValidJSONL(t *testing.T, path string) {
 	}
 }
 
-// TestInterruptDuringRun: Ctrl-C (SIGINT) or SIGTERM while a service is in
+// TestInterruptDuringRun: Ctrl-C (SIGINT), SIGTERM or SIGHUP while a service is in
 // its stabilization window. Once: nothing new starts, the service in
 // flight finishes. Twice: the service in flight is rolled back at once.
 // Either way exit 130 and the log ends with RUN_FAILED.
@@ -207,6 +207,8 @@ func TestInterruptDuringRun(t *testing.T) {
 	}{
 		{"SIGINT once lets the service finish", syscall.SIGINT, false, "2500ms", "SERVICE_RESTART_SUCCESS first"},
 		{"SIGTERM once lets the service finish", syscall.SIGTERM, false, "2500ms", "SERVICE_RESTART_SUCCESS first"},
+		// An ssh connection that drops sends SIGHUP: the same as SIGTERM.
+		{"SIGHUP once lets the service finish", syscall.SIGHUP, false, "2500ms", "SERVICE_RESTART_SUCCESS first"},
 		{"SIGINT twice rolls back at once", syscall.SIGINT, true, "20s", "SERVICE_RESTART_FAILED first"},
 	}
 	for _, tc := range cases {
@@ -261,6 +263,60 @@ depends_on = ["first"]`))
 				t.Errorf("an interrupted run left its journal: %+v", runs[0])
 			}
 		})
+	}
+}
+
+// TestClosedStdoutDoesNotKillTheRun: `rollout run --json | head -1` closes
+// rollout's stdout after the first event. The run must not die of SIGPIPE
+// mid-step: it goes on, restarts every service, writes the whole events
+// log and exits 0; only the printing stops.
+func TestClosedStdoutDoesNotKillTheRun(t *testing.T) {
+	t.Parallel()
+	p := newPlatform(t)
+	first := p.addService("first", "v1", systemdtest.UnitOptions{})
+	second := p.addService("second", "v1", systemdtest.UnitOptions{})
+	p.startAll()
+	plan := p.writePlan("plan.hcl", slowPipeline("300ms")+
+		first.serviceHCL(`type = "api"`)+
+		second.serviceHCL(`type = "api"
+depends_on = ["first"]`))
+	before := p.state(second)
+
+	cmd := p.command("run", plan, "--user", "--json", "--events", p.events)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb syncBuffer
+	cmd.Stdout, cmd.Stderr = w, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil || !strings.Contains(line, `"RUN_START"`) {
+		t.Fatalf("first line %q (%v), want RUN_START", line, err)
+	}
+	r.Close() // head -1 exits: every later write to stdout is EPIPE
+	err = cmd.Wait()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			t.Fatalf("rollout died of %v after its stdout closed\nstderr:\n%s", ws.Signal(), errb.String())
+		}
+	}
+	if code != 0 {
+		t.Fatalf("exit %d, want 0\nstderr:\n%s", code, errb.String())
+	}
+	assertValidJSONL(t, p.events)
+	names := eventNames(p.readEvents(), func(e executor.Event) bool { return e.Step == "" })
+	if want := "RUN_SUCCESS"; names[len(names)-1] != want {
+		t.Errorf("the events log ends with %q, want %s: %q", names[len(names)-1], want, names)
+	}
+	if p.state(second).InvocationID == before.InvocationID {
+		t.Errorf("second was not restarted: the run stopped when its stdout closed")
 	}
 }
 

@@ -36,15 +36,21 @@ func NewPrinter(w, errW io.Writer, json bool) *Printer {
 func (p *Printer) Observe(e executor.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var err error
 	if p.json {
-		b, err := json.Marshal(e)
-		if err == nil {
-			p.w.Write(append(b, '\n'))
+		b, merr := json.Marshal(e)
+		if merr != nil {
+			return
 		}
-		return
+		_, err = p.w.Write(append(b, '\n'))
+	} else if line := Line(e); line != "" {
+		_, err = fmt.Fprintf(p.w, "%s  %s\n", e.Time.Local().Format("15:04:05"), line)
 	}
-	if line := Line(e); line != "" {
-		fmt.Fprintf(p.w, "%s  %s\n", e.Time.Local().Format("15:04:05"), line)
+	if err != nil {
+		// A reader that went away (`rollout run --json | head -1`: EPIPE)
+		// or a terminal that hung up (EIO) is no reason to stop a run: the
+		// run goes on, the events log keeps everything, printing stops.
+		p.w = io.Discard
 	}
 }
 
