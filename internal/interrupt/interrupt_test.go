@@ -29,21 +29,6 @@ func TestStages(t *testing.T) {
 	}
 }
 
-// TestStopEndsTheWatch: after stop no signal is acted on.
-func TestStopEndsTheWatch(t *testing.T) {
-	sigs := make(chan os.Signal, 1)
-	called := make(chan struct{}, 1)
-	stop := Stages(sigs, func(os.Signal) { called <- struct{}{} }, func(os.Signal) {})
-	stop()
-	time.Sleep(10 * time.Millisecond)
-	sigs <- syscall.SIGINT
-	select {
-	case <-called:
-		t.Error("a signal after stop was acted on")
-	case <-time.After(50 * time.Millisecond):
-	}
-}
-
 // TestSignalsIncludeHangup: a dropped ssh connection must stop a run as
 // SIGTERM does, not kill it.
 func TestSignalsIncludeHangup(t *testing.T) {
