@@ -51,6 +51,7 @@ func Compile(cfg *dsl.Config, opts Options) (*Plan, hcl.Diagnostics) {
 	c.warnUnusedPipelines()
 	block, selected := c.selectServices(graph, acyclic)
 	c.checkUniqueArgs(services, selected)
+	c.checkTrafficRestored(services, selected)
 	if c.diags.HasErrors() {
 		return nil, c.diags
 	}

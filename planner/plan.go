@@ -48,6 +48,23 @@ type StepType struct {
 	// Needs, when set, says what the step needs of the machine it runs on
 	// (programs, directories, units); preflight checks it before a run.
 	Needs NeedsFunc
+	// Traffic, when set, says whether a step takes its service out of a
+	// load balancer's traffic or puts it back (see TrafficMark). The
+	// planner refuses a pipeline that takes a service out and never puts
+	// it back: after a successful run it would stay out.
+	Traffic func(args map[string]cty.Value) (TrafficMark, bool)
+}
+
+// TrafficMark is what a load balancer step does to its service's traffic.
+type TrafficMark struct {
+	// Key names the balancer and the server ("haproxy /run/haproxy.sock
+	// api/s2"); a step that puts back pairs with the one that took out by it.
+	Key string
+	// Out is true for taking out (drain, down), false for putting back.
+	Out bool
+	// Hint says how to put it back, for the diagnostic ("Add a
+	// haproxy_ready step with the same socket, backend and server ...").
+	Hint string
 }
 
 // RunFlags are the CLI flags of a run, bound to `run` in step expressions as

@@ -15,6 +15,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/planner"
 )
 
 // HAProxy's runtime API, shared by haproxy_drain and haproxy_ready: the
@@ -394,3 +395,21 @@ func (u *haproxyRedrain) Undo(ctx context.Context, env *executor.Env) error {
 }
 
 var _ executor.Readmitter = (*haproxyReadmit)(nil)
+
+// haproxyTraffic is the planner's view of both HAProxy steps: drain takes
+// the server out, ready puts it back.
+func haproxyTraffic(out bool) func(args map[string]cty.Value) (planner.TrafficMark, bool) {
+	return func(args map[string]cty.Value) (planner.TrafficMark, bool) {
+		socket, ok1 := knownString(args, "socket")
+		backend, ok2 := knownString(args, "backend")
+		server, ok3 := knownString(args, "server")
+		if !ok1 || !ok2 || !ok3 {
+			return planner.TrafficMark{}, false
+		}
+		return planner.TrafficMark{
+			Key:  fmt.Sprintf("haproxy %s %s/%s", socket, backend, server),
+			Out:  out,
+			Hint: fmt.Sprintf("Add a haproxy_ready step with the same socket, backend and server (%s/%s) after the health check that verifies the restart.", backend, server),
+		}, true
+	}
+}

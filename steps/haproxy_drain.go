@@ -30,6 +30,7 @@ func haproxyDrainStepType() planner.StepType {
 		Rollback: "sets the server to ready after the service is back, waits until HAProxy sees it up",
 		Validate: validateAll(validateHAProxy, validateDurations("timeout")),
 		Estimate: timeoutEstimate(defaultHAProxyTimeout),
+		Traffic:  haproxyTraffic(true),
 	}
 }
 

@@ -20,6 +20,7 @@ func haproxyReadyStepType() planner.StepType {
 		Rollback: "drains the server again (before the rollback stops the service)",
 		Validate: validateAll(validateHAProxy, validateDurations("timeout")),
 		Estimate: timeoutEstimate(defaultHAProxyTimeout),
+		Traffic:  haproxyTraffic(false),
 	}
 }
 

@@ -49,7 +49,25 @@ func nginxUpstreamStepType() planner.StepType {
 		Rollback: "sets the server back as it was, tests, reloads (after the service is back for \"down\")",
 		Validate: validateAll(validateNginxUpstream, validateDurations("timeout")),
 		Estimate: timeoutEstimate(defaultNginxTimeout),
+		Traffic:  nginxTraffic,
 	}
+}
+
+// nginxTraffic is the planner's view of the step: "down" takes the server
+// out, "up" puts it back.
+func nginxTraffic(args map[string]cty.Value) (planner.TrafficMark, bool) {
+	file, ok1 := knownString(args, "file")
+	server, ok2 := knownString(args, "server")
+	state, ok3 := knownString(args, "state")
+	if !ok1 || !ok2 || !ok3 {
+		return planner.TrafficMark{}, false
+	}
+	upstream, _ := knownString(args, "upstream")
+	return planner.TrafficMark{
+		Key:  fmt.Sprintf("nginx %s %s %s", file, upstream, server),
+		Out:  state == "down",
+		Hint: fmt.Sprintf("Add an nginx_upstream step with the same file and server (%s) and state = \"up\" after the health check that verifies the restart.", server),
+	}, true
 }
 
 // defaultNginxTimeout bounds the wait for nginx's old workers to finish
