@@ -48,4 +48,25 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
-go test -count=1 "$@" ./...
+
+# -race: the engine runs services on goroutines, and a data race there is a
+# wrong answer on a production box. -timeout bounds each package's tests
+# well below CI's budget, so a hung test fails with its stack instead of
+# the whole job being killed without one.
+go test -race -count=1 -timeout "${TEST_TIMEOUT:-8m}" "$@" ./...
+
+# In CI (CI=true or CI=1) every fuzz target also fuzzes beyond its seeds
+# for FUZZTIME (default 10s; FUZZTIME=0 skips). Go fuzzes one target of one
+# package at a time, so each runs on its own; targets are found in the
+# source, so a new one is fuzzed without editing this script.
+case "${CI:-}" in true|TRUE|True|1) ci=1 ;; *) ci=0 ;; esac
+fuzztime=${FUZZTIME:-10s}
+if [ "$ci" = 1 ] && [ "$fuzztime" != 0 ]; then
+  grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r file; do
+    pkg=./$(dirname "${file#./}")
+    for target in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file"); do
+      echo "scripts/test.sh: fuzzing $target in $pkg for $fuzztime"
+      go test -run '^$' -fuzz "^$target\$" -fuzztime "$fuzztime" "$pkg"
+    done
+  done
+fi

@@ -10,6 +10,7 @@ import (
 
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/rollout-sh/rollout/internal/testenv"
 	"github.com/rollout-sh/rollout/planner"
 )
 
@@ -181,9 +182,7 @@ func TestBackupUndoWithoutBackup(t *testing.T) {
 }
 
 func TestBackupKeepsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing a file's owner needs root")
-	}
+	testenv.NeedRoot(t, "changing a file's owner needs root")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "app.service")
 	os.WriteFile(path, []byte("x"), 0o644)

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/systemdtest"
+	"github.com/rollout-sh/rollout/internal/testenv"
 )
 
 // slowPlatform is a chain of waves whose restarts each take over a second,
@@ -47,12 +47,7 @@ type tmuxSession struct {
 
 func startTmux(t *testing.T, script string) *tmuxSession {
 	t.Helper()
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tmux is not installed (scripts/test.sh installs it)")
-		}
-		t.Skip("tmux is not installed")
-	}
+	testenv.NeedProgram(t, "tmux", "the live view's terminal; scripts/test.sh installs it")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "run.sh")
 	writeFile(t, path, script)

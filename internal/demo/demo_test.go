@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/testenv"
 	"github.com/rollout-sh/rollout/plans"
 )
 
@@ -318,10 +319,7 @@ func TestUnitText(t *testing.T) {
 }
 
 func TestUserUnitDir(t *testing.T) {
-	home, err := os.UserHomeDir()
-	if err != nil {
-		t.Skip("no home directory:", err)
-	}
+	home := testenv.NeedHome(t)
 	tests := []struct{ config, want string }{
 		{"/etc/xdg-test", "/etc/xdg-test/systemd/user"},
 		{"", filepath.Join(home, ".config", "systemd", "user")},

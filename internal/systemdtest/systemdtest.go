@@ -7,7 +7,7 @@
 // cgroup of its own), so several test binaries can each run their own
 // manager at once. A non-root developer whose session already has a working user
 // manager (DBUS_SESSION_BUS_ADDRESS) gets that one instead. When neither
-// works the test is skipped, or fails when CI=true: CI must never skip.
+// works the test is skipped, or fails in CI (CI=true or CI=1, see internal/testenv): CI must never skip.
 //
 // Code under test should dial Manager.BusAddress explicitly instead of
 // reading DBUS_SESSION_BUS_ADDRESS, so that tests need not change the
@@ -32,6 +32,7 @@ import (
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 
+	"github.com/rollout-sh/rollout/internal/testenv"
 	"github.com/rollout-sh/rollout/internal/usermanager"
 )
 
@@ -68,7 +69,7 @@ type Manager struct {
 }
 
 // Start returns a running manager for t, stopped at t's cleanup. It skips t
-// when no manager can be had, or fails it when CI=true.
+// when no manager can be had, or fails it in CI (internal/testenv).
 func Start(t testing.TB) *Manager {
 	t.Helper()
 	m, stop, err := StartMain()
@@ -78,16 +79,13 @@ func Start(t testing.TB) *Manager {
 }
 
 // Require applies the skip-or-fail policy to err from StartMain: nil does
-// nothing; otherwise t fails under CI=true and is skipped elsewhere.
+// nothing; otherwise t fails in CI and is skipped elsewhere (internal/testenv).
 func Require(t testing.TB, err error) {
 	t.Helper()
 	if err == nil {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("systemdtest: no systemd user manager (CI=true, so this fails instead of skipping): %v", err)
-	}
-	t.Skipf("systemdtest: SKIPPING: no systemd user manager for this real-systemd test: %v "+
+	testenv.Missing(t, "systemdtest: no systemd user manager for this real-systemd test: %v "+
 		"(run as root, or from a session with a working `systemctl --user`)", err)
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/rollout-sh/rollout/internal/systemdtest"
+	"github.com/rollout-sh/rollout/internal/testenv"
 	"github.com/rollout-sh/rollout/internal/usermanager"
 )
 
@@ -42,9 +43,7 @@ func TestStartStop(t *testing.T) {
 }
 
 func TestStartRefusesLongSocketPath(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the root check comes first")
-	}
+	testenv.NeedRoot(t, "as another user the root check refuses first")
 	parent := t.TempDir() + "/" + strings.Repeat("x", 100)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		t.Fatal(err)
