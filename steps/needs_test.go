@@ -98,8 +98,8 @@ func TestLocalMachine(t *testing.T) {
 		}
 	}
 	for path, want := range map[string]struct{ exists, dir, empty bool }{
-		empty:                            {true, true, true},
-		full:                             {true, true, false},
+		empty:                             {true, true, true},
+		full:                              {true, true, false},
 		filepath.Join(full, "bin", "run"): {true, false, false},
 		filepath.Join(dir, "nope"):        {false, false, false},
 	} {
