@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/rollout-sh/rollout/executor"
 )
 
 func testStreams() (*IOStreams, *bytes.Buffer, *bytes.Buffer) {
@@ -159,6 +161,36 @@ func TestUnknownSubcommandFails(t *testing.T) {
 			}
 			if errOut.String() != tt.want {
 				t.Errorf("stderr = %q, want %q", errOut, tt.want)
+			}
+		})
+	}
+}
+
+// TestRunExitCodeWhenEventsWereLost: a run that lost events after its
+// start never exits 0, and says so; a failed run keeps its own code.
+func TestRunExitCodeWhenEventsWereLost(t *testing.T) {
+	lost := &executor.EventsLogError{Err: errors.New("events log: 3 of 14 events were lost: write: no space left on device"), Started: true}
+	tests := []struct {
+		name string
+		res  executor.Result
+		err  error
+		code int
+		want string
+	}{
+		{"all well", executor.Result{RunID: "r", Succeeded: []string{"a"}}, nil, exitOK, ""},
+		{"events lost", executor.Result{RunID: "r", Succeeded: []string{"a"}}, lost, exitFailed,
+			"rollout: the events log is incomplete: events log: 3 of 14 events were lost: write: no space left on device\nrollout: the services are as reported above, but the run's record is incomplete; exit 1.\n"},
+		{"events lost and a rollback failed", executor.Result{RunID: "r", Failed: []string{"a"}, RollbackFailed: []string{"a"}}, lost, exitRollbackFailed,
+			"rollout: the events log is incomplete: events log: 3 of 14 events were lost: write: no space left on device\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var errOut bytes.Buffer
+			if code := runExitCode(&errOut, tt.res, tt.err); code != tt.code {
+				t.Errorf("exit %d, want %d", code, tt.code)
+			}
+			if errOut.String() != tt.want {
+				t.Errorf("stderr = %q, want %q", errOut.String(), tt.want)
 			}
 		})
 	}

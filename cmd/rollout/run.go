@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -185,17 +186,24 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 	}
 	out.Summary(plan, res, eventsPath)
 	notifier.finish(opts.IO.ErrOut)
+	return silentExit(runExitCode(opts.IO.ErrOut, res, runErr))
+}
+
+// runExitCode is the exit code of a run that started, saying on errOut
+// what went wrong outside the services. A run whose record is incomplete
+// (events lost, a journal left) did not end well even when every service
+// did: it never exits 0.
+func runExitCode(errOut io.Writer, res executor.Result, runErr error) int {
 	code := res.ExitCode()
-	if runErr != nil {
-		fmt.Fprintf(opts.IO.ErrOut, "rollout: %v\n", runErr)
-		// A run whose record is incomplete (events lost, a journal left)
-		// did not end well even when every service did: never exit 0.
-		if code == exitOK {
-			fmt.Fprintln(opts.IO.ErrOut, "rollout: the services above are as reported, but the run's record is incomplete; exit 1.")
-			code = exitFailed
-		}
+	if runErr == nil {
+		return code
 	}
-	return silentExit(code)
+	fmt.Fprintf(errOut, "rollout: %v\n", runErr)
+	if code == exitOK {
+		fmt.Fprintln(errOut, "rollout: the services are as reported above, but the run's record is incomplete; exit 1.")
+		code = exitFailed
+	}
+	return code
 }
 
 // preflightOptions are the checks made before anything changes: every
