@@ -568,6 +568,7 @@ func unitStateFrom(p map[string]any) UnitState {
 	if v, ok := p["ActiveEnterTimestampMonotonic"].(uint64); ok {
 		st.ActiveEnterMono = v
 	}
+	st.StateChangeTime = stateChangeTime(p)
 	if v, ok := p["InvocationID"].([]byte); ok {
 		st.InvocationID = hex.EncodeToString(v)
 	}

@@ -82,6 +82,7 @@ restart goes wrong.`,
 	root.AddCommand(plan)
 	root.AddCommand(NewCmdRun(io, nil))
 	root.AddCommand(NewCmdEvents(io, nil))
+	root.AddCommand(NewCmdStatus(io, nil))
 	root.AddCommand(NewCmdRecover(io, nil))
 	root.AddCommand(NewCmdRollback(io, nil))
 	root.AddCommand(NewCmdReleases(io, nil))

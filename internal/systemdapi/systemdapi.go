@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Op is a systemd job.
@@ -33,6 +34,9 @@ type UnitState struct {
 	ActiveEnterMono                  uint64
 	CanReload, NeedDaemonReload      bool
 	DropInPaths                      []string
+	// StateChangeTime is when ActiveState last changed (systemd's
+	// StateChangeTimestamp); zero when unknown.
+	StateChangeTime time.Time
 }
 
 // Loaded returns an error naming the load state unless the unit is
