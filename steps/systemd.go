@@ -43,6 +43,7 @@ const (
 	FieldReloadResult     = systemdapi.FieldReloadResult
 	FieldMainPID          = systemdapi.FieldMainPID
 	FieldNRestarts        = systemdapi.FieldNRestarts
+	FieldStateChangeTime  = systemdapi.FieldStateChangeTime
 	AllFields             = systemdapi.AllFields
 )
 
@@ -498,6 +499,7 @@ var stateProps = [...]struct {
 	{FieldReloadResult, serviceInterface, "ReloadResult"},
 	{FieldMainPID, serviceInterface, "MainPID"},
 	{FieldNRestarts, serviceInterface, "NRestarts"},
+	{FieldStateChangeTime, unitInterface, "StateChangeTimestamp"},
 }
 
 // readState pipelines one Properties.Get per property of stateProps in

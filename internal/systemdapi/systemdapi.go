@@ -71,8 +71,9 @@ const (
 	FieldReloadResult
 	FieldMainPID
 	FieldNRestarts
+	FieldStateChangeTime
 
-	AllFields = FieldNRestarts<<1 - 1
+	AllFields = FieldStateChangeTime<<1 - 1
 )
 
 // FieldReader is a Backend that can read some of a unit's properties
@@ -104,6 +105,7 @@ func (s UnitState) Only(f Field) UnitState {
 		{FieldReloadResult, func() { out.ReloadResult = s.ReloadResult }},
 		{FieldMainPID, func() { out.MainPID = s.MainPID }},
 		{FieldNRestarts, func() { out.NRestarts = s.NRestarts }},
+		{FieldStateChangeTime, func() { out.StateChangeTime = s.StateChangeTime }},
 	} {
 		if f&p.field != 0 {
 			p.copy()
