@@ -11,17 +11,13 @@ import (
 )
 
 // ProbeHealth runs h's check once, as `rollout status` does: one probe,
-// no retries, bounded by h's timeout (30s when unset) and by ctx.
+// no retries, bounded by h's timeout (planner.DefaultHealthTimeout when unset) and by ctx.
 func ProbeHealth(ctx context.Context, h *planner.Health, unit string, sd Backend) error {
 	probe, _, err := prober(h, unit, sd)
 	if err != nil {
 		return err
 	}
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = defaultHealthTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, h.WithDefaults().Timeout)
 	defer cancel()
 	return probe(ctx)
 }
