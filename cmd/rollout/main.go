@@ -8,5 +8,8 @@ import (
 )
 
 func main() {
-	os.Exit(Main(os.Args[1:], systemStreams()))
+	stopProfile := startCPUProfile()
+	code := Main(os.Args[1:], systemStreams())
+	stopProfile()
+	os.Exit(code)
 }
