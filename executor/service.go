@@ -231,7 +231,8 @@ const (
 // rollback unwinds stack: it pops and undoes in reverse; a Reopener's Undo
 // runs when popped (stop the unit) and its Reopen after everything below it
 // was undone (start the unit, verify health). Nested Reopeners reopen
-// innermost first; Readmitters run last, once every Reopen succeeded.
+// innermost (the earliest pushed, which brackets the fewest undos) first;
+// Readmitters run last, once every Reopen succeeded.
 // Every undo is tried even after one failed, so that as much as possible
 // is restored. Each undo done is journaled (sj) before what it kept is
 // dropped (Discarder) and before the next undo starts; abort, once

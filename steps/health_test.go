@@ -261,10 +261,12 @@ func TestCheckHealthInvalid(t *testing.T) {
 func TestCheckHealthContextCancelled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &planner.Health{Kind: dsl.HealthTCP, Address: closedAddress(t), Timeout: 20 * time.Millisecond, Retries: 1000, Interval: time.Hour}
+	// Attempt 1 ends after 5 ms; the cancel comes a second later, in the
+	// hour-long pause before attempt 2, with a margin for a loaded machine.
+	h := &planner.Health{Kind: dsl.HealthTCP, Address: closedAddress(t), Timeout: 5 * time.Millisecond, Retries: 1000, Interval: time.Hour}
 	err := CheckHealth(ctx, h, "", nil, func(n int) {
 		if n == 1 {
-			time.AfterFunc(50*time.Millisecond, cancel)
+			time.AfterFunc(time.Second, cancel)
 		}
 	})
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "after attempt 1") {

@@ -24,6 +24,7 @@ type (
 	UnitState   = systemdapi.UnitState
 	Backend     = systemdapi.Backend
 	JobError    = systemdapi.JobError
+	OpError     = systemdapi.OpError
 	Field       = systemdapi.Field
 	FieldReader = systemdapi.FieldReader
 )
@@ -389,13 +390,23 @@ func jobFor(op Op) (jobMethod, bool) {
 // Status (InvocationID changed = the restart happened). A connection found
 // dropped before sending is redialled first, since nothing was sent yet.
 func (d *DBus) Do(ctx context.Context, op Op, unit string) error {
+	err := d.do(ctx, op, unit)
+	var jobErr *JobError
+	if err == nil || errors.As(err, &jobErr) {
+		return err
+	}
+	return &systemdapi.OpError{Op: op, Unit: unit, Err: err}
+}
+
+// do is Do; its errors other than a *JobError leave op and unit to Do.
+func (d *DBus) do(ctx context.Context, op Op, unit string) error {
 	method, ok := jobFor(op)
 	if !ok {
-		return fmt.Errorf("%s %s: unknown systemd operation %q", op, unit, op)
+		return fmt.Errorf("unknown systemd operation %q", op)
 	}
 	conn, err := d.connection()
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", op, unit, err)
+		return err
 	}
 	// Buffered: go-systemd sends the result while holding its job lock on
 	// its only dispatch goroutine, so an unread unbuffered channel would
@@ -407,9 +418,9 @@ func (d *DBus) Do(ctx context.Context, op Op, unit string) error {
 	if err != nil {
 		// No job was enqueued, so nothing will arrive on ch (runc#1772).
 		if lostConnection(conn, err) {
-			return fmt.Errorf("%s %s: %w", op, unit, &systemdapi.CallError{Kind: ErrConnectionLost, Err: err})
+			return &systemdapi.CallError{Kind: ErrConnectionLost, Err: err}
 		}
-		return fmt.Errorf("%s %s: %w", op, unit, classify(err))
+		return classify(err)
 	}
 
 	// The call's ctx only bounded the enqueue; the job runs on in
@@ -432,11 +443,11 @@ func (d *DBus) Do(ctx context.Context, op Op, unit string) error {
 			return nil
 		default:
 		}
-		return fmt.Errorf("%s %s: %w while waiting for the job's result", op, unit, ErrConnectionLost)
+		return fmt.Errorf("%w while waiting for the job's result", ErrConnectionLost)
 	case <-timer.C:
-		return fmt.Errorf("%s %s: %w: no result after %s (the job may still be running)", op, unit, ErrJobTimeout, d.opts.JobTimeout)
+		return fmt.Errorf("%w: no result after %s (the job may still be running)", ErrJobTimeout, d.opts.JobTimeout)
 	case <-ctx.Done():
-		return fmt.Errorf("%s %s: %w (the job may still be running)", op, unit, ctx.Err())
+		return fmt.Errorf("%w (the job may still be running)", ctx.Err())
 	}
 }
 

@@ -307,13 +307,16 @@ func testDBusParallel(t *testing.T, m *systemdtest.Manager, units map[string]tes
 		if err := os.WriteFile(filepath.Join(u.dir, "UNHEALTHY"), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		h.Timeout, h.Interval = 100*time.Millisecond, 20*time.Millisecond
+		// Long enough for a probe to complete on a loaded machine: an
+		// attempt that times out before any answer reports the deadline,
+		// not the state.
+		h.Timeout, h.Interval = time.Second, 20*time.Millisecond
 		err := CheckHealth(t.Context(), h, u.name, d, nil)
 		if err == nil || !strings.Contains(err.Error(), "503") {
 			t.Errorf("check of an UNHEALTHY testsvc = %v, want a 503", err)
 		}
 		mustDo(t, d, OpStop, u.name)
-		sdHealth.Timeout = 200 * time.Millisecond
+		sdHealth.Timeout = time.Second
 		if err := CheckHealth(t.Context(), sdHealth, u.name, d, nil); err == nil || !strings.Contains(err.Error(), "inactive") {
 			t.Errorf("systemd check of a stopped unit = %v, want inactive", err)
 		}

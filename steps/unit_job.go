@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -223,8 +222,11 @@ func (j *unitJob) jobWithin(ctx context.Context, op Op, timeout time.Duration) e
 		}
 		return fmt.Errorf("%s %s: no result after %s: %w", op, j.unit, timeout, err)
 	}
-	// The backend's errors already say "restart x.service: ..."; say it once.
-	if strings.HasPrefix(err.Error(), string(op)+" "+j.unit) {
+	// The backend's errors name the operation and the unit (the Backend
+	// contract): say it once.
+	var jobErr *JobError
+	var opErr *OpError
+	if errors.As(err, &jobErr) || errors.As(err, &opErr) {
 		return err
 	}
 	return fmt.Errorf("%s %s: %w", op, j.unit, err)

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -207,11 +208,11 @@ func errorCause(err error) string {
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	case strings.Contains(err.Error(), "connection refused"):
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
-	case strings.Contains(err.Error(), "connection reset"):
+	case errors.Is(err, syscall.ECONNRESET):
 		return "connection reset"
-	case errors.Is(err, io.EOF) || strings.Contains(err.Error(), "EOF"):
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return "connection closed (EOF)"
 	}
 	return err.Error()

@@ -120,7 +120,8 @@ func (s UnitState) Only(f Field) UnitState {
 type Backend interface {
 	DaemonReload(ctx context.Context) error
 	// Do enqueues op on unit in mode "replace" and waits for the job's
-	// result; a result other than "done" is an error naming it.
+	// result; a result other than "done" is a *JobError, and every other
+	// error an *OpError, both naming op and unit.
 	Do(ctx context.Context, op Op, unit string) error
 	Status(ctx context.Context, unit string) (UnitState, error)
 	Close() error
@@ -154,6 +155,19 @@ type JobError struct {
 func (e *JobError) Error() string {
 	return fmt.Sprintf("%s %s: job %s", e.Op, e.Unit, e.Result)
 }
+
+// OpError is an error of op on Unit that is not a job result: the call
+// failed, the connection was lost, the wait ran out. Backends return it
+// (or a *JobError) from Do, so a caller can tell that the error already
+// names the operation and the unit without reading its text.
+type OpError struct {
+	Op   Op
+	Unit string
+	Err  error
+}
+
+func (e *OpError) Error() string { return fmt.Sprintf("%s %s: %v", e.Op, e.Unit, e.Err) }
+func (e *OpError) Unwrap() error { return e.Err }
 
 // CallError keeps systemd's own message (Err) while matching one of the
 // sentinels above (Kind) with errors.Is.

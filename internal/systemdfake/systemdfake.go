@@ -6,6 +6,7 @@ package systemdfake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -132,8 +133,19 @@ func (f *Systemd) DaemonReload(ctx context.Context) error {
 	return nil
 }
 
-// Do runs op on unit as systemd would.
+// Do runs op on unit as systemd would. Its errors, injected ones too, are
+// a *JobError or an *OpError, as the backend contract says.
 func (f *Systemd) Do(ctx context.Context, op systemdapi.Op, unit string) error {
+	err := f.do(ctx, op, unit)
+	var jobErr *systemdapi.JobError
+	var opErr *systemdapi.OpError
+	if err == nil || errors.As(err, &jobErr) || errors.As(err, &opErr) {
+		return err
+	}
+	return &systemdapi.OpError{Op: op, Unit: unit, Err: err}
+}
+
+func (f *Systemd) do(ctx context.Context, op systemdapi.Op, unit string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, Call{Op: op, Unit: unit})
@@ -145,7 +157,7 @@ func (f *Systemd) Do(ctx context.Context, op systemdapi.Op, unit string) error {
 	}
 	st, ok := f.units[unit]
 	if !ok || st.LoadState == "not-found" {
-		return fmt.Errorf("%s %s: %w", op, unit, &systemdapi.CallError{Kind: systemdapi.ErrNoSuchUnit, Err: fmt.Errorf("Unit %s not found.", unit)})
+		return &systemdapi.CallError{Kind: systemdapi.ErrNoSuchUnit, Err: fmt.Errorf("Unit %s not found.", unit)}
 	}
 	active := st.ActiveState == "active"
 	switch op {
@@ -159,8 +171,8 @@ func (f *Systemd) Do(ctx context.Context, op systemdapi.Op, unit string) error {
 		f.startLocked(st)
 	case systemdapi.OpReload:
 		if !st.CanReload {
-			return fmt.Errorf("%s %s: %w", op, unit, &systemdapi.CallError{Kind: systemdapi.ErrNotApplicable,
-				Err: fmt.Errorf("Job type reload is not applicable for unit %s.", unit)})
+			return &systemdapi.CallError{Kind: systemdapi.ErrNotApplicable,
+				Err: fmt.Errorf("Job type reload is not applicable for unit %s.", unit)}
 		}
 		if !active {
 			return &systemdapi.JobError{Op: op, Unit: unit, Result: "invalid"}
@@ -173,7 +185,7 @@ func (f *Systemd) Do(ctx context.Context, op systemdapi.Op, unit string) error {
 			f.startLocked(st)
 		}
 	default:
-		return fmt.Errorf("%s %s: unknown systemd operation %q", op, unit, op)
+		return fmt.Errorf("unknown systemd operation %q", op)
 	}
 	return nil
 }
