@@ -13,6 +13,7 @@
 package dsl
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -51,6 +52,8 @@ type Config struct {
 	Plans     []*Plan
 	// Notifications are the notify blocks, in declaration order.
 	Notifications []*Notify
+	// Hosts are the host blocks: machines reached over ssh.
+	Hosts []*Host
 }
 
 // Variable is a `variable "name" { default = ... description = "..." }` block.
@@ -119,11 +122,50 @@ type Service struct {
 	Meta   map[string]string
 	Health *Health // nil when the service has no health block
 
+	// Hosts are the `hosts` entries and HostTags the `host_tags`: the
+	// service runs on every named host and every host with one of the
+	// tags. Neither set: it runs where rollout runs.
+	Hosts         []Dependency
+	HostTags      []string
+	HostTagsRange hcl.Range
+	// MaxUnavailable is how many of the service's instances may be down
+	// at once (a number or a percentage of them); unset = no limit beyond
+	// --parallel.
+	MaxUnavailable    Amount
+	MaxUnavailableSet bool
+	// Serial is Ansible's serial: batch sizes in order, the last one
+	// repeated until every instance is covered. Empty = one batch.
+	Serial      []Amount
+	SerialRange hcl.Range
+
 	NameRange     hcl.Range
 	UnitRange     hcl.Range
 	TypeRange     hcl.Range
 	PipelineRange hcl.Range
 	DeclRange     hcl.Range
+}
+
+// Amount is a count or a percentage, such as 2 or "25%".
+type Amount struct {
+	N       int
+	Percent bool
+}
+
+// Of resolves the amount against total, rounding a percentage down but
+// never below 1 (Ansible's serial does the same).
+func (a Amount) Of(total int) int {
+	if !a.Percent {
+		return a.N
+	}
+	n := total * a.N / 100
+	return max(n, 1)
+}
+
+func (a Amount) String() string {
+	if a.Percent {
+		return fmt.Sprintf("%d%%", a.N)
+	}
+	return fmt.Sprint(a.N)
 }
 
 // Dependency is one entry of depends_on with the range of its string, so an
@@ -152,6 +194,12 @@ type Health struct {
 	Address string
 	// exec
 	Command []string
+	// URLExpr, AddressExpr and CommandExpr are kept when url, address or
+	// command read host.*: the planner evaluates them for each host (the
+	// fields above then hold the value for a placeholder host).
+	URLExpr     hcl.Expression
+	AddressExpr hcl.Expression
+	CommandExpr hcl.Expression
 
 	Timeout     time.Duration
 	TimeoutSet  bool

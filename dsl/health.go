@@ -82,8 +82,18 @@ func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Health, hcl.Dia
 		}
 	}
 
+	// url, address and command may read host.*: they are checked here
+	// with a placeholder host and kept for the planner, which evaluates
+	// them for each host.
+	hostCtx := func(attr *hcl.Attribute, keep *hcl.Expression) *hcl.EvalContext {
+		if !refersToHost(attr.Expr) {
+			return ctx
+		}
+		*keep = attr.Expr
+		return withSampleHost(ctx)
+	}
 	if attr, ok := content.Attributes["url"]; ok {
-		if s, ok, more := attrString(attr, ctx); ok {
+		if s, ok, more := attrString(attr, hostCtx(attr, &h.URLExpr)); ok {
 			h.URL = s
 			diags = append(diags, more...)
 			diags = append(diags, validateHealthURL(s, attr)...)
@@ -97,7 +107,7 @@ func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Health, hcl.Dia
 		diags = append(diags, more...)
 	}
 	if attr, ok := content.Attributes["address"]; ok {
-		if s, ok, more := attrString(attr, ctx); ok {
+		if s, ok, more := attrString(attr, hostCtx(attr, &h.AddressExpr)); ok {
 			h.Address = s
 			diags = append(diags, more...)
 			diags = append(diags, validateTCPAddress(s, attr)...)
@@ -106,7 +116,7 @@ func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Health, hcl.Dia
 		}
 	}
 	if attr, ok := content.Attributes["command"]; ok {
-		cmd, ok, more := attrStringList(attr, ctx)
+		cmd, ok, more := attrStringList(attr, hostCtx(attr, &h.CommandExpr))
 		diags = append(diags, more...)
 		if ok && (len(cmd) == 0 || cmd[0] == "") {
 			diags = append(diags, &hcl.Diagnostic{

@@ -42,6 +42,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: blockService, LabelNames: []string{"name"}},
 		{Type: blockPlan, LabelNames: []string{"name"}},
 		{Type: blockNotify, LabelNames: []string{"kind", "name"}},
+		{Type: blockHost, LabelNames: []string{"name"}},
 	},
 }
 
@@ -318,6 +319,7 @@ func (l *loader) decode() {
 	seenServices := map[string]*Service{}
 	seenPlans := map[string]*Plan{}
 	seenNotify := map[string]*Notify{}
+	seenHosts := map[string]*Host{}
 	for _, f := range l.files {
 		for _, block := range f.content.Blocks {
 			switch block.Type {
@@ -374,6 +376,15 @@ func (l *loader) decode() {
 				}
 				seenNotify[n.Ref()] = n
 				l.cfg.Notifications = append(l.cfg.Notifications, n)
+			case blockHost:
+				h, diags := decodeHostBlock(block, ctx)
+				l.diags = append(l.diags, diags...)
+				if prev, dup := seenHosts[h.Name]; dup {
+					l.diags = append(l.diags, duplicate("host", h.Name, prev.NameRange, h.NameRange))
+					continue
+				}
+				seenHosts[h.Name] = h
+				l.cfg.Hosts = append(l.cfg.Hosts, h)
 			}
 		}
 	}

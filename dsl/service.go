@@ -3,9 +3,11 @@ package dsl
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
 )
 
 const blockService = "service"
@@ -19,6 +21,10 @@ var serviceSchema = &hcl.BodySchema{
 		{Name: "working_dir"},
 		{Name: "tags"},
 		{Name: "meta"},
+		{Name: "hosts"},
+		{Name: "host_tags"},
+		{Name: "max_unavailable"},
+		{Name: "serial"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockHealth, LabelNames: []string{"kind"}},
@@ -78,6 +84,46 @@ func decodeServiceBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Service, hcl.D
 		var more hcl.Diagnostics
 		s.Meta, _, more = attrStringMap(attr, ctx)
 		diags = append(diags, more...)
+	}
+
+	if attr, ok := content.Attributes["hosts"]; ok {
+		hosts, more := decodeDependsOn(attr, ctx)
+		diags = append(diags, more...)
+		s.Hosts = hosts
+	}
+	if attr, ok := content.Attributes["host_tags"]; ok {
+		var more hcl.Diagnostics
+		s.HostTagsRange = attr.Expr.Range()
+		s.HostTags, _, more = attrStringList(attr, ctx)
+		diags = append(diags, more...)
+	}
+	if attr, ok := content.Attributes["max_unavailable"]; ok {
+		val, ok, more := evalAttr(attr, ctx)
+		diags = append(diags, more...)
+		if ok {
+			a, err := amountValue(val)
+			if err == nil && a.N < 1 {
+				err = fmt.Errorf("it must be at least 1")
+			}
+			if err != nil {
+				diags = append(diags, invalidAmount(attr, err))
+			} else {
+				s.MaxUnavailable, s.MaxUnavailableSet = a, true
+			}
+		}
+	}
+	if attr, ok := content.Attributes["serial"]; ok {
+		s.SerialRange = attr.Expr.Range()
+		val, ok, more := evalAttr(attr, ctx)
+		diags = append(diags, more...)
+		if ok {
+			serial, err := serialValue(val)
+			if err != nil {
+				diags = append(diags, invalidAmount(attr, err))
+			} else {
+				s.Serial = serial
+			}
+		}
 	}
 
 	for _, hb := range content.Blocks {
@@ -178,4 +224,75 @@ func validateUnitName(unit string, rng hcl.Range) hcl.Diagnostics {
 		}
 	}
 	return bad(fmt.Sprintf("The unit name %q has no unit type suffix. systemd needs the full name; did you mean %q?", unit, unit+".service"))
+}
+
+// amountValue reads a whole number or a percentage string ("25%").
+func amountValue(v cty.Value) (Amount, error) {
+	switch {
+	case v.Type() == cty.Number:
+		bf := v.AsBigFloat()
+		n, acc := bf.Int64()
+		if !bf.IsInt() || acc != 0 || n < 0 || n > 1<<20 {
+			return Amount{}, fmt.Errorf("%s is not a whole number", bf.Text('g', -1))
+		}
+		return Amount{N: int(n)}, nil
+	case v.Type() == cty.String:
+		str := strings.TrimSpace(v.AsString())
+		if num, ok := strings.CutSuffix(str, "%"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(num))
+			if err != nil || n < 1 || n > 100 {
+				return Amount{}, fmt.Errorf("%q is not a percentage from 1%% to 100%%", str)
+			}
+			return Amount{N: n, Percent: true}, nil
+		}
+		n, err := strconv.Atoi(str)
+		if err != nil || n < 0 {
+			return Amount{}, fmt.Errorf("%q is neither a whole number nor a percentage", str)
+		}
+		return Amount{N: n}, nil
+	}
+	return Amount{}, fmt.Errorf("a %s is neither a number nor a percentage", v.Type().FriendlyName())
+}
+
+// serialValue reads a list (or tuple) of amounts, or one amount.
+func serialValue(v cty.Value) ([]Amount, error) {
+	if !v.CanIterateElements() || v.Type().IsMapType() || v.Type().IsObjectType() {
+		a, err := amountValue(v)
+		if err == nil && a.N < 1 {
+			err = fmt.Errorf("a batch must hold at least 1 instance")
+		}
+		return []Amount{a}, err
+	}
+	var out []Amount
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() {
+			return nil, fmt.Errorf("element %d is null", len(out))
+		}
+		a, err := amountValue(e)
+		if err != nil {
+			return nil, fmt.Errorf("element %d: %w", len(out), err)
+		}
+		if a.N < 1 {
+			return nil, fmt.Errorf("element %d: a batch must hold at least 1 instance", len(out))
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("the list is empty")
+	}
+	return out, nil
+}
+
+func invalidAmount(attr *hcl.Attribute, err error) *hcl.Diagnostic {
+	example := `2 or "25%"`
+	if attr.Name == "serial" {
+		example = `[1, "25%", "100%"] (one instance first, then a quarter at a time, then the rest)`
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Invalid value for %q", attr.Name),
+		Detail:   fmt.Sprintf("The %q argument takes numbers of instances or percentages of them, such as %s: %s.", attr.Name, example, err),
+		Subject:  attr.Expr.Range().Ptr(),
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/rollout-sh/rollout/planner"
 )
 
 // FileSink appends events to a JSONL file, one line per event. Each line is
@@ -130,6 +132,9 @@ type emitter struct {
 	observe func(Event)
 	runID   string
 	now     func() time.Time
+	// hosts maps an instance's name to its host, so that every event
+	// about an instance on a host says which host.
+	hosts map[string]string
 
 	written  int
 	lost     int
@@ -140,6 +145,7 @@ type emitter struct {
 // write does not stop the run: it is counted and reported by err.
 func (e *emitter) emit(ev Event) {
 	ev.RunID = e.runID
+	e.addHost(&ev)
 	if ev.Time.IsZero() {
 		ev.Time = e.now()
 	}
@@ -165,6 +171,7 @@ func (e *emitter) note(ev Event) {
 	if e.observe == nil {
 		return
 	}
+	e.addHost(&ev)
 	ev.RunID = e.runID
 	if ev.Time.IsZero() {
 		ev.Time = e.now()
@@ -189,4 +196,25 @@ func (e *emitter) firstError() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.firstErr
+}
+
+func (e *emitter) addHost(ev *Event) {
+	if ev.Host == "" && ev.Service != "" {
+		ev.Host = e.hosts[ev.Service]
+	}
+}
+
+// instanceHosts maps each instance of plan that runs on a host to the
+// host's name.
+func instanceHosts(plan *planner.Plan) map[string]string {
+	var m map[string]string
+	for _, svc := range plan.Services {
+		if h := svc.HostName(); h != "" {
+			if m == nil {
+				m = make(map[string]string)
+			}
+			m[svc.Name] = h
+		}
+	}
+	return m
 }

@@ -26,14 +26,17 @@ const (
 // Event is one line of the events log. The first eight fields are the
 // contract; the rest are optional and omitted when empty.
 type Event struct {
-	Time       time.Time `json:"time"`
-	RunID      string    `json:"run_id"`
-	Event      string    `json:"event"`
-	Service    string    `json:"service,omitempty"`
-	Unit       string    `json:"unit,omitempty"`
-	Step       string    `json:"step,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	DurationMS int64     `json:"duration_ms"`
+	Time    time.Time `json:"time"`
+	RunID   string    `json:"run_id"`
+	Event   string    `json:"event"`
+	Service string    `json:"service,omitempty"`
+	// Host names the host of an instance that runs on one; its Service
+	// is then "SERVICE@HOST".
+	Host       string `json:"host,omitempty"`
+	Unit       string `json:"unit,omitempty"`
+	Step       string `json:"step,omitempty"`
+	Error      string `json:"error,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
 
 	Plan    string `json:"plan,omitempty"`    // RUN_* events
 	Phase   string `json:"phase,omitempty"`   // "rollback" on the STEP_* events of a rollback

@@ -74,8 +74,10 @@ type Journal struct {
 
 // JournalService is one service in flight.
 type JournalService struct {
-	Name   string          `json:"name"`
-	Unit   string          `json:"unit"`
+	Name string `json:"name"`
+	Unit string `json:"unit"`
+	// Host is the host of an instance on one: recovery undoes there.
+	Host   *planner.Host   `json:"host,omitempty"`
 	Health *planner.Health `json:"health,omitempty"`
 	// Step is the step running now, and InFlight what undoes it when the
 	// step can say so before it changes anything (InFlightRecordable,
@@ -421,7 +423,7 @@ func (w *journalWriter) service(svc *planner.Service) *svcJournal {
 	if w == nil {
 		return nil
 	}
-	return &svcJournal{w: w, js: JournalService{Name: svc.Name, Unit: svc.Unit, Health: svc.Health, Undos: []JournalUndo{}}}
+	return &svcJournal{w: w, js: JournalService{Name: svc.Name, Unit: svc.Unit, Host: svc.Host, Health: svc.Health, Undos: []JournalUndo{}}}
 }
 
 // resume continues the journal of a service a dead run left in flight.
@@ -597,9 +599,12 @@ func safeInFlightRecord(r InFlightRecordable, env *Env) (rec UndoRecord, ok bool
 type RecoverOptions struct {
 	// Rebuild turns a record back into an Undo (steps.Recover).
 	Rebuild func(UndoRecord) (Undo, error)
-	Events  Sink
-	Observe func(Event)
-	Now     func() time.Time
+	// RebuildOn, when set, rebuilds the undos of an instance on a host
+	// (steps.RecoverOn); Rebuild is used for the others.
+	RebuildOn func(UndoRecord, *planner.Host) (Undo, error)
+	Events    Sink
+	Observe   func(Event)
+	Now       func() time.Time
 	// Stop, once closed, lets the service being rolled back finish and
 	// starts no other (the first interrupt); Abort stops after the undo
 	// running now (the second). Either way the journal keeps what is left
@@ -644,7 +649,7 @@ func Recover(ctx context.Context, j *Journal, opts RecoverOptions) (Result, erro
 		plan: &planner.Plan{Name: j.Plan},
 		opts: ropts,
 		now:  opts.Now,
-		em:   &emitter{sink: opts.Events, observe: opts.Observe, runID: j.RunID, now: opts.Now},
+		em:   &emitter{sink: opts.Events, observe: opts.Observe, runID: j.RunID, now: opts.Now, hosts: journalHosts(j)},
 		base: context.WithoutCancel(ctx),
 	}
 	res := Result{RunID: j.RunID}
@@ -654,7 +659,7 @@ func Recover(ctx context.Context, j *Journal, opts RecoverOptions) (Result, erro
 			res.Interrupted = true
 			break
 		}
-		svc := &planner.Service{Name: js.Name, Unit: js.Unit, Health: js.Health}
+		svc := &planner.Service{Name: js.Name, Unit: js.Unit, Host: js.Host, Health: js.Health}
 		sj := jw.resume(js)
 		res.Failed = append(res.Failed, svc.Name)
 		if alive := killProcesses(js.Procs, opts.ProcessWait); len(alive) > 0 {
@@ -671,7 +676,12 @@ func Recover(ctx context.Context, j *Journal, opts RecoverOptions) (Result, erro
 			res.Interrupted = true // the journal stays for the next recover
 			continue
 		}
-		stack := recoveredStack(js, opts.Rebuild)
+		rebuild := opts.Rebuild
+		if js.Host != nil && opts.RebuildOn != nil {
+			host := js.Host
+			rebuild = func(rec UndoRecord) (Undo, error) { return opts.RebuildOn(rec, host) }
+		}
+		stack := recoveredStack(js, rebuild)
 		if len(stack) == 0 {
 			sj.end()
 			continue
@@ -776,4 +786,14 @@ func RemoveJournal(j *Journal) error {
 	}
 	syncDir(filepath.Dir(j.Path))
 	return nil
+}
+
+func journalHosts(j *Journal) map[string]string {
+	m := map[string]string{}
+	for _, s := range j.Services {
+		if s.Host != nil {
+			m[s.Name] = s.Host.Name
+		}
+	}
+	return m
 }

@@ -96,7 +96,7 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		plan:  plan,
 		opts:  opts,
 		now:   opts.Now,
-		em:    &emitter{sink: opts.Events, observe: opts.Observe, runID: opts.RunID, now: opts.Now},
+		em:    &emitter{sink: opts.Events, observe: opts.Observe, runID: opts.RunID, now: opts.Now, hosts: instanceHosts(plan)},
 		jr:    jr,
 		sched: newSchedule(plan, opts.Parallel),
 		done:  make(chan serviceDone, len(plan.Services)),

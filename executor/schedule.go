@@ -36,6 +36,10 @@ type schedule struct {
 	waiting []int
 	// dependents lists, per service, the services that need it.
 	dependents [][]int
+	// followers lists, per instance, the instances that come after it
+	// (planner.Service.After): they wait for it to finish, whatever its
+	// outcome, and are not skipped when it fails.
+	followers [][]int
 	// ready holds the ranks (see rank) of the services whose Needs all
 	// succeeded, lowest rank first.
 	ready minHeap
@@ -63,6 +67,7 @@ func newSchedule(plan *planner.Plan, parallel int) *schedule {
 		outcome:    make([]outcome, n),
 		waiting:    make([]int, n),
 		dependents: make([][]int, n),
+		followers:  make([][]int, n),
 		batchesOf:  make([][]int, n),
 		parallel:   max(parallel, 0),
 		pending:    n,
@@ -86,6 +91,15 @@ func newSchedule(plan *planner.Plan, parallel int) *schedule {
 			seen[j] = true
 			s.waiting[i]++
 			s.dependents[j] = append(s.dependents[j], i)
+		}
+		for _, after := range svc.After {
+			j, ok := index[after]
+			if !ok || seen[j] {
+				continue
+			}
+			seen[j] = true
+			s.waiting[i]++
+			s.followers[j] = append(s.followers[j], i)
 		}
 	}
 	for _, b := range plan.Batches {
@@ -171,6 +185,9 @@ func (s *schedule) rankByRemainingPath() {
 }
 
 func batchMatches(b planner.Batch, svc *planner.Service) bool {
+	if slices.Contains(b.Services, svc.ServiceName()) {
+		return true
+	}
 	if slices.Contains(b.Types, svc.Type) {
 		return true
 	}
@@ -231,10 +248,17 @@ func (s *schedule) finish(i int, o outcome) {
 	for _, b := range s.batchesOf[i] {
 		s.batchInFlight[b]--
 	}
+	s.release(s.followers[i])
 	if o != outcomeSucceeded {
 		return
 	}
-	for _, d := range s.dependents[i] {
+	s.release(s.dependents[i])
+}
+
+// release counts one wait of each of ds as met, and makes ready those
+// with none left.
+func (s *schedule) release(ds []int) {
+	for _, d := range ds {
 		s.waiting[d]--
 		if s.waiting[d] == 0 && s.outcome[d] == outcomePending {
 			s.ready.push(s.rank[d])
@@ -258,6 +282,8 @@ func (s *schedule) skipDependents(i int) []int {
 			s.pending--
 			skipped = append(skipped, d)
 			queue = append(queue, d)
+			// A skipped instance is finished for the batches after it.
+			s.release(s.followers[d])
 		}
 	}
 	slices.Sort(skipped)

@@ -44,9 +44,10 @@ func Compile(cfg *dsl.Config, opts Options) (*Plan, hcl.Diagnostics) {
 	c.choosePipelines()
 	c.checkStepTypes()
 	graph, acyclic := c.buildGraph()
+	c.resolveHosts()
 	services := make([]*Service, len(c.services))
 	for i := range c.services {
-		services[i] = c.compileService(i)
+		services[i] = c.compileService(i, c.firstHost(i))
 	}
 	c.warnUnusedPipelines()
 	block, selected := c.selectServices(graph, acyclic)
@@ -56,6 +57,10 @@ func Compile(cfg *dsl.Config, opts Options) (*Plan, hcl.Diagnostics) {
 		return nil, c.diags
 	}
 	plan := c.order(block, services, selected)
+	c.expandInstances(plan)
+	if c.diags.HasErrors() {
+		return nil, c.diags
+	}
 	return plan, c.diags
 }
 
@@ -81,6 +86,12 @@ type compiler struct {
 	// steps holds what is known of each step block across services.
 	steps    map[*dsl.Step]*stepInfo
 	runValue cty.Value
+	// hosts indexes the host blocks by name; hostNames is their
+	// declaration order; hostsOf holds per service index the hosts it
+	// runs on (nil: where rollout runs).
+	hosts     map[string]*dsl.Host
+	hostNames []string
+	hostsOf   [][]*dsl.Host
 	// base is the evaluation context without a service; a service's
 	// context is a child binding only `service`, so the function table is
 	// built once per Compile rather than once per service.
@@ -392,10 +403,14 @@ func (c *compiler) reportCycle(cycle []string) {
 // compileService instantiates svc's pipeline: each step's `if` evaluated,
 // its body decoded against its type's spec and validated. It returns the
 // service without Needs and Wave; those come with the selection.
-func (c *compiler) compileService(index int) *Service {
+//
+// host is the host the instance runs on, bound to host.* in step
+// arguments and health url, address and command; nil is where rollout runs.
+func (c *compiler) compileService(index int, host *dsl.Host) *Service {
 	svc := c.services[index]
 	out := &Service{
 		Name:       svc.Name,
+		Service:    svc.Name,
 		Unit:       svc.Unit,
 		Type:       svc.Type,
 		WorkingDir: svc.WorkingDir,
@@ -403,6 +418,10 @@ func (c *compiler) compileService(index int) *Service {
 		Health:     c.health(svc.Health),
 		DeclRange:  svc.DeclRange,
 	}
+	if host != nil {
+		out.Host = plannerHost(host)
+	}
+	c.hostHealth(out.Health, svc.Health, host)
 	if deps := c.deps[index]; len(deps) > 0 {
 		out.DependsOn = make([]string, len(deps))
 		for k, j := range deps {
@@ -427,7 +446,7 @@ func (c *compiler) compileService(index int) *Service {
 		if info.perService {
 			if ctx == nil {
 				ctx = c.base.NewChild()
-				ctx.Variables = map[string]cty.Value{"service": dsl.ServiceValue(svc)}
+				ctx.Variables = map[string]cty.Value{"service": dsl.ServiceValue(svc), "host": dsl.HostValue(host)}
 			}
 			keep, args = c.evalStep(step, info, ctx)
 		} else {
@@ -485,7 +504,7 @@ func refersToService(step *dsl.Step, spec hcldec.ObjectSpec) bool {
 		refs = append(refs, hcldec.Variables(step.Body, spec)...)
 	}
 	for _, ref := range refs {
-		if ref.RootName() == "service" {
+		if ref.RootName() == "service" || ref.RootName() == "host" {
 			return true
 		}
 	}

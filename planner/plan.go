@@ -89,6 +89,10 @@ type Options struct {
 	Services []string
 	// WithDependents adds every service downstream of the selection.
 	WithDependents bool
+	// Hosts are the --host names; they narrow the plan to the instances
+	// on those hosts (services without hosts are left out). An unknown
+	// name is an error diagnostic with a did-you-mean.
+	Hosts []string
 	// Parallel overrides the plan's max_parallel when ParallelSet.
 	Parallel    int
 	ParallelSet bool
@@ -120,6 +124,9 @@ type Plan struct {
 	// MinFreeSpace is defaults.min_free_space in bytes, else
 	// DefaultMinFreeSpace; 0 turns the check off.
 	MinFreeSpace int64
+	// Hosts are the hosts the plan's instances run on, in declaration
+	// order.
+	Hosts []*Host
 
 	DeclRange hcl.Range // the plan block, or the root file's start
 }
@@ -140,9 +147,16 @@ type Notification struct {
 	Retries        int           // attempts after the first
 }
 
-// Service is one selected service with its pipeline instantiated.
+// Service is one selected service with its pipeline instantiated: for a
+// service that runs on hosts, one instance of it on one host.
 type Service struct {
-	Name       string
+	// Name identifies what the executor runs: the service's name, or
+	// "SERVICE@HOST" for an instance on a host.
+	Name string
+	// Service is the service's name as declared (Name without "@HOST").
+	Service string
+	// Host is the host the instance runs on; nil runs where rollout runs.
+	Host       *Host
 	Unit       string
 	Type       string
 	Pipeline   string
@@ -152,7 +166,12 @@ type Service struct {
 	// selected in this plan (the executor waits for Needs).
 	DependsOn []string
 	Needs     []string
-	Wave      int
+	// After lists instances that must have finished, whatever their
+	// outcome, before this one starts: the earlier batches of the same
+	// service (serial). A failed one does not skip this one; the plan's
+	// on_failure and max_failures decide whether the run goes on.
+	After []string
+	Wave  int
 	// Health is never nil: a service without a health block gets the
 	// systemd check (unit active), as the reference does for databases.
 	Health    *Health
@@ -235,9 +254,47 @@ func (s Span) String() string {
 	return fmt.Sprintf("%s typical, %s at most", s.Typical, s.Worst)
 }
 
-// Batch limits how many services matching Types or Tags restart at once.
+// Batch limits how many services matching Types or Tags, or instances of
+// Services, restart at once.
 type Batch struct {
 	Types          []string
 	Tags           []string
+	Services       []string
 	MaxUnavailable int
+}
+
+// Host is a machine instances run on, reached with the user's ssh.
+type Host struct {
+	Name       string
+	Address    string // an ssh destination (name, IP or ~/.ssh/config Host)
+	User       string // "" = ssh's choice
+	Port       int    // 0 = ssh's choice
+	SSHArgs    []string
+	SystemdBus string // "" = the system manager
+	Tags       []string
+	DeclRange  hcl.Range
+}
+
+// Destination is the host as ssh and rsync name it: [user@]address.
+func (h *Host) Destination() string {
+	if h.User != "" {
+		return h.User + "@" + h.Address
+	}
+	return h.Address
+}
+
+// HostName is the name of the instance's host, "" where rollout runs.
+func (s *Service) HostName() string {
+	if s == nil || s.Host == nil {
+		return ""
+	}
+	return s.Host.Name
+}
+
+// ServiceName is the declared service's name (Service, or Name when unset).
+func (s *Service) ServiceName() string {
+	if s.Service != "" {
+		return s.Service
+	}
+	return s.Name
 }

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # What the tests need besides Go: rsync (the rsync step), util-linux's
 # unshare and systemd (a private `systemd --user` manager), dbus and
 # dbus-user-session (its bus), tmux (a terminal for the live view's
-# tests), curl (the shell-loop benchmark, bench/), haproxy and nginx
-# (the load balancers in front of the zero-downtime tests' services).
+# tests), openssh (the hosts of the fleet tests), curl (the shell-loop
+# benchmark, bench/), haproxy and nginx (the load balancers in front of the
+# zero-downtime tests' services).
 need=()
 command -v tmux >/dev/null || need+=(tmux)
 command -v curl >/dev/null || need+=(curl)
@@ -17,6 +18,9 @@ command -v rsync >/dev/null || need+=(rsync)
 # The load balancers of the zero-downtime tests (steps, cmd/rollout).
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || need+=(haproxy)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
+# openssh: the fleet tests reach hosts made with fakehost (sshd) over ssh.
+command -v ssh >/dev/null || need+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v unshare >/dev/null || need+=(util-linux)
 [ -x /usr/lib/systemd/systemd ] || need+=(systemd)
 command -v dbus-daemon >/dev/null || need+=(dbus)

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
@@ -33,14 +30,19 @@ func backupUnitStepType() planner.StepType {
 
 type backupUnitStep struct {
 	unit string
+	host Host
 	sd   Backend
 }
 
 func (b *builder) buildBackupUnit(svc *planner.Service, step *planner.Step, r *argReader) (executor.Step, error) {
-	return &backupUnitStep{unit: stepUnit(svc, r), sd: b.sd}, nil
+	return &backupUnitStep{unit: stepUnit(svc, r), host: b.host, sd: b.sd}, nil
 }
 
 func (s *backupUnitStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, error) {
+	h := s.host
+	if h == nil {
+		h = Local{SD: s.sd}
+	}
 	st, err := s.sd.Status(ctx, s.unit)
 	if err != nil {
 		return nil, fmt.Errorf("status of %s: %w", s.unit, err)
@@ -51,16 +53,16 @@ func (s *backupUnitStep) Do(ctx context.Context, env *executor.Env) (executor.Un
 	if st.FragmentPath == "" {
 		return nil, fmt.Errorf("unit %s has no unit file (FragmentPath is empty; it is transient or generated), so there is nothing to back up", s.unit)
 	}
-	file, err := unitFileTarget(st.FragmentPath)
+	file, err := unitFileTarget(ctx, h, st.FragmentPath)
 	if err != nil {
 		return nil, err
 	}
 	backup := st.FragmentPath + ".backup"
-	if err := copyFileAtomic(file, backup); err != nil {
-		return nil, fmt.Errorf("back up %s: %w", st.FragmentPath, err)
+	if err := copyFileOn(ctx, h, file, backup); err != nil {
+		return nil, fmt.Errorf("back up %s%s: %w", st.FragmentPath, where(h), err)
 	}
-	logf(env, "backed up %s to %s", st.FragmentPath, backup)
-	return &backupUnitUndo{path: st.FragmentPath, file: file, backup: backup, sd: s.sd}, nil
+	logf(env, "backed up %s to %s%s", st.FragmentPath, backup, where(h))
+	return &backupUnitUndo{path: st.FragmentPath, file: file, backup: backup, host: h, sd: s.sd}, nil
 }
 
 func loadStateText(s string) string {
@@ -70,83 +72,44 @@ func loadStateText(s string) string {
 	return s
 }
 
-// unitFileTarget returns the regular file behind path. A symlink is
+// unitFileTarget returns the regular file behind path on h. A symlink is
 // followed only when its target stays in the unit file's directory: a
 // link to elsewhere (/opt/app/app.service) is shared with something we do
 // not own, and restoring it could overwrite that.
-func unitFileTarget(path string) (string, error) {
-	fi, err := os.Lstat(path)
+func unitFileTarget(ctx context.Context, h Host, path string) (string, error) {
+	fi, err := h.Stat(ctx, path)
 	if err != nil {
-		return "", fmt.Errorf("unit file: %w", err)
+		return "", fmt.Errorf("unit file%s: %w", where(h), err)
 	}
 	target := path
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		resolved, err := filepath.EvalSymlinks(path)
+	if fi.Mode&fs.ModeSymlink != 0 {
+		resolved, err := h.Realpath(ctx, path)
 		if err != nil {
-			return "", fmt.Errorf("unit file %s: %w", path, err)
+			return "", fmt.Errorf("unit file %s%s: %w", path, where(h), err)
 		}
-		dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+		dir, err := h.Realpath(ctx, filepath.Dir(path))
 		if err != nil {
-			return "", fmt.Errorf("unit file directory: %w", err)
+			return "", fmt.Errorf("unit file directory%s: %w", where(h), err)
 		}
 		rel, err := filepath.Rel(dir, resolved)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
 			return "", fmt.Errorf("unit file %s is a symlink to %s, outside %s; back it up by hand or point the unit at a regular file", path, resolved, filepath.Dir(path))
 		}
 		target = resolved
-		if fi, err = os.Stat(target); err != nil {
-			return "", fmt.Errorf("unit file: %w", err)
+		if fi, err = h.Stat(ctx, target); err != nil {
+			return "", fmt.Errorf("unit file%s: %w", where(h), err)
 		}
 	}
-	if !fi.Mode().IsRegular() {
+	if !fi.Mode.IsRegular() {
 		return "", fmt.Errorf("unit file %s is not a regular file", path)
 	}
 	return target, nil
 }
 
-// copyFileAtomic copies src to dst with src's mode and owner. It writes a
-// temporary file beside dst and renames it over dst, so that a crash never
-// leaves a half-written unit file, and a symlink at dst is replaced rather
-// than followed.
-func copyFileAtomic(src, dst string) (err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = io.Copy(tmp, in); err != nil {
-		return err
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if err = os.Lchown(tmp.Name(), int(st.Uid), int(st.Gid)); err != nil {
-			return fmt.Errorf("keep owner of %s: %w", src, err)
-		}
-	}
-	// Chmod after chown: chown clears setuid/setgid bits.
-	if err = tmp.Chmod(fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+// copyFileAtomic copies src to dst on the local machine with src's mode
+// and owner, atomically (see Local.WriteFile).
+func copyFileAtomic(src, dst string) error {
+	return copyFileOn(context.Background(), Local{}, src, dst)
 }
 
 // backupUnitUndo puts the unit file back from its .backup and reloads
@@ -156,32 +119,37 @@ type backupUnitUndo struct {
 	path   string // FragmentPath as systemd reports it
 	file   string // the regular file behind path (path, or its symlink's target)
 	backup string
+	host   Host
 	sd     Backend
 }
 
 func (u *backupUnitUndo) Describe() string {
-	return fmt.Sprintf("restore %s from %s, daemon-reload", u.path, u.backup)
+	return fmt.Sprintf("restore %s from %s, daemon-reload%s", u.path, u.backup, where(u.host))
 }
 
 func (u *backupUnitUndo) Undo(ctx context.Context, env *executor.Env) error {
-	fi, err := os.Lstat(u.backup)
+	h := u.host
+	if h == nil {
+		h = Local{SD: u.sd}
+	}
+	fi, err := h.Stat(ctx, u.backup)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("backup %s is gone; restore %s by hand", u.backup, u.path)
+			return fmt.Errorf("backup %s%s is gone; restore %s by hand", u.backup, where(h), u.path)
 		}
 		return err
 	}
-	if !fi.Mode().IsRegular() {
+	if !fi.Mode.IsRegular() {
 		// Written by us as a regular file; anything else was put there
 		// since, and is not restored blindly.
-		return fmt.Errorf("backup %s is no longer a regular file; restore %s by hand", u.backup, u.path)
+		return fmt.Errorf("backup %s%s is no longer a regular file; restore %s by hand", u.backup, where(h), u.path)
 	}
-	if err := copyFileAtomic(u.backup, u.file); err != nil {
-		return fmt.Errorf("restore %s from %s: %w", u.path, u.backup, err)
+	if err := copyFileOn(ctx, h, u.backup, u.file); err != nil {
+		return fmt.Errorf("restore %s from %s%s: %w", u.path, u.backup, where(h), err)
 	}
-	logf(env, "restored %s from %s", u.path, u.backup)
+	logf(env, "restored %s from %s%s", u.path, u.backup, where(h))
 	if err := u.sd.DaemonReload(ctx); err != nil {
-		return fmt.Errorf("daemon-reload after restoring %s: %w", u.path, err)
+		return fmt.Errorf("daemon-reload after restoring %s%s: %w", u.path, where(h), err)
 	}
 	logf(env, "daemon-reload")
 	return nil

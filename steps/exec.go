@@ -60,6 +60,7 @@ type command struct {
 
 type execStep struct {
 	name     string
+	host     Host // nil: where rollout runs
 	cmd      command
 	rollback []string // nil: irreversible
 }
@@ -80,7 +81,7 @@ func (b *builder) buildExec(svc *planner.Service, step *planner.Step, r *argRead
 		}
 		sort.Strings(c.env)
 	}
-	s := &execStep{name: step.Name, cmd: c}
+	s := &execStep{name: step.Name, host: b.host, cmd: c}
 	if rb, ok := r.strList("rollback_command"); ok {
 		if len(rb) == 0 || rb[0] == "" {
 			return nil, errors.New("argument \"rollback_command\": must name a program")
@@ -91,7 +92,7 @@ func (b *builder) buildExec(svc *planner.Service, step *planner.Step, r *argRead
 }
 
 func (s *execStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, error) {
-	err := runCommand(ctx, env, s.cmd)
+	err := runCommand(ctx, env, s.host, s.cmd)
 	// A command that failed may have done part of its work (half a
 	// migration), so its undo is returned either way.
 	return s.undo(), err
@@ -103,16 +104,19 @@ func (s *execStep) undo() executor.Undo {
 	}
 	c := s.cmd
 	c.argv = s.rollback
-	return &commandUndo{cmd: c}
+	return &commandUndo{host: s.host, cmd: c}
 }
 
 // commandUndo runs an exec step's rollback_command.
-type commandUndo struct{ cmd command }
+type commandUndo struct {
+	host Host // nil: where rollout runs
+	cmd  command
+}
 
-func (u *commandUndo) Describe() string { return "run " + formatArgv(u.cmd.argv) }
+func (u *commandUndo) Describe() string { return "run " + formatArgv(u.cmd.argv) + where(u.host) }
 
 func (u *commandUndo) Undo(ctx context.Context, env *executor.Env) error {
-	return runCommand(ctx, env, u.cmd)
+	return runCommand(ctx, env, u.host, u.cmd)
 }
 
 // irreversibleUndo stands for an exec step without rollback_command: the
@@ -130,7 +134,10 @@ func (u irreversibleUndo) Undo(context.Context, *executor.Env) error {
 // runCommand runs c, forwarding each output line to env.Logf. Its error
 // names the command, the exit status or timeout, and the last lines of
 // output.
-func runCommand(ctx context.Context, env *executor.Env, c command) error {
+//
+// h is where it runs: nil or a local Host runs it here, in a process
+// group of its own; a host of the plan runs it there (Host.Run).
+func runCommand(ctx context.Context, env *executor.Env, h Host, c command) error {
 	if len(c.argv) == 0 || c.argv[0] == "" {
 		return errors.New("empty command")
 	}
@@ -138,6 +145,14 @@ func runCommand(ctx context.Context, env *executor.Env, c command) error {
 	defer cancel()
 
 	out := &outputLog{logf: func(line string) { logf(env, "%s", line) }}
+	if h != nil && h.Name() != "" {
+		err := h.Run(runCtx, Cmd{Argv: c.argv, Dir: c.dir, Env: c.env, Stdout: out, Stderr: out})
+		out.flush()
+		if err == nil {
+			return nil
+		}
+		return commandError(ctx, runCtx, c, formatArgv(c.argv)+where(h), err, out)
+	}
 	cmd := exec.CommandContext(runCtx, c.argv[0], c.argv[1:]...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), c.env...)
@@ -171,7 +186,12 @@ func runCommand(ctx context.Context, env *executor.Env, c command) error {
 	// killed, its sleep still running): they must not run on into the
 	// rollback that follows.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	name := formatArgv(c.argv)
+	return commandError(ctx, runCtx, c, formatArgv(c.argv), err, out)
+}
+
+// commandError names the command, the exit status or timeout, and the
+// last lines of output.
+func commandError(ctx, runCtx context.Context, c command, name string, err error, out *outputLog) error {
 	var why string
 	var exitErr *exec.ExitError
 	switch {

@@ -23,7 +23,7 @@ func TestCommandDiesWithRollout(t *testing.T) {
 		env := &executor.Env{ProcessFunc: func(pid int) {
 			os.WriteFile(pidFile+".group", []byte(strconv.Itoa(pid)), 0o644)
 		}}
-		go runCommand(context.Background(), env, command{argv: []string{"sh", "-c", "echo $$ > " + pidFile + "; exec sleep 60"}, timeout: time.Minute})
+		go runCommand(context.Background(), env, nil, command{argv: []string{"sh", "-c", "echo $$ > " + pidFile + "; exec sleep 60"}, timeout: time.Minute})
 		time.Sleep(time.Hour)
 		return
 	}

@@ -196,7 +196,10 @@ func prober(h *planner.Health, unit string, sd Backend) (probe func(context.Cont
 		if len(h.Command) == 0 || h.Command[0] == "" {
 			return nil, false, errors.New("exec health check without a command")
 		}
-		return func(ctx context.Context) error { return probeExec(ctx, h.Command) }, false, nil
+		// The command runs where the unit runs: the backend of a remote
+		// host knows its host.
+		host := hostOfBackend(sd)
+		return func(ctx context.Context) error { return probeExec(ctx, host, h.Command) }, false, nil
 	}
 	return nil, false, fmt.Errorf("unknown health check kind %q", h.Kind)
 }
@@ -260,16 +263,25 @@ func probeSystemd(ctx context.Context, sd Backend, unit string) error {
 	return nil
 }
 
-// probeExec runs argv directly (never through a shell); exit 0 passes.
-func probeExec(ctx context.Context, argv []string) error {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+// probeExec runs argv on h directly (never through a shell of ours);
+// exit 0 passes.
+func probeExec(ctx context.Context, h Host, argv []string) error {
 	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	// A child that keeps the output pipe open must not outlive the
-	// attempt's timeout by more than this.
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	var err error
+	if h == nil || h.Name() == "" {
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		cmd.Stdout = &out
+		cmd.Stderr = &out
+		// A child that keeps the output pipe open must not outlive the
+		// attempt's timeout by more than this.
+		cmd.WaitDelay = time.Second
+		err = cmd.Run()
+	} else {
+		err = h.Run(ctx, Cmd{Argv: argv, Stdout: &out, Stderr: &out})
+		if err != nil {
+			err = fmt.Errorf("on %s: %w", h.Name(), err)
+		}
+	}
 	if err == nil {
 		return nil
 	}

@@ -262,7 +262,7 @@ func (t nginxTarget) run(ctx context.Context, env *executor.Env, args ...string)
 		argv = append(argv, "-c", t.conf)
 	}
 	argv = append(argv, args...)
-	return runCommand(ctx, env, command{argv: argv, timeout: 30 * time.Second})
+	return runCommand(ctx, env, Local{}, command{argv: argv, timeout: 30 * time.Second})
 }
 
 // nginxRestore sets the server lines the step changed back to their

@@ -137,6 +137,26 @@ func (c command) recordArgs() map[string]string {
 // through deps. It never panics on a malformed record: it returns an error
 // naming what is missing, and the recovery reports the undo as failed.
 func Recover(rec executor.UndoRecord, deps Deps) (executor.Undo, error) {
+	return recoverOn(rec, deps, Local{SD: deps.Systemd})
+}
+
+// RecoverOn is Recover for an instance on host (nil: where rollout runs):
+// the undo acts on that host, through deps.Hosts.
+func RecoverOn(rec executor.UndoRecord, deps Deps, host *planner.Host) (executor.Undo, error) {
+	if host == nil {
+		return Recover(rec, deps)
+	}
+	if deps.Hosts == nil {
+		return nil, fmt.Errorf("record %s: host %s is not reachable in this run", rec.Kind, host.Name)
+	}
+	h, err := deps.Hosts(host)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", host.Name, err)
+	}
+	return recoverOn(rec, Deps{Systemd: h.Systemd()}, h)
+}
+
+func recoverOn(rec executor.UndoRecord, deps Deps, h Host) (executor.Undo, error) {
 	a := recordArgs{kind: rec.Kind, args: rec.Args}
 
 	var u executor.Undo
@@ -147,11 +167,14 @@ func Recover(rec executor.UndoRecord, deps Deps) (executor.Undo, error) {
 		if file == "" {
 			file = path
 		}
-		u = &backupUnitUndo{path: path, file: file, backup: a.need("backup"), sd: deps.Systemd}
+		u = &backupUnitUndo{path: path, file: file, backup: a.need("backup"), host: h, sd: deps.Systemd}
 	case RecordRestoreSnapshot:
 		ru := &rsyncUndo{to: a.need("to"), snapshot: a.need("snapshot"), complete: a.get("complete") != "false"}
 		a.jsonArg("exclude", &ru.exclude, false)
 		u = ru
+		if h != nil && h.Name() != "" {
+			u = &remoteRsyncUndo{host: h, to: ru.to, snapshot: ru.snapshot, exclude: ru.exclude}
+		}
 	case RecordSwitchRelease:
 		u = &releaseUndo{base: a.need("base"), back: a.get("back"), discard: a.get("discard")}
 		for _, id := range []string{a.get("back"), a.get("discard")} {
@@ -171,7 +194,7 @@ func Recover(rec executor.UndoRecord, deps Deps) (executor.Undo, error) {
 		if a.err == nil && (len(c.argv) == 0 || c.argv[0] == "") {
 			a.err = fmt.Errorf("record %s: empty argv", rec.Kind)
 		}
-		u = &commandUndo{cmd: c}
+		u = &commandUndo{host: h, cmd: c}
 	case RecordIrreversible:
 		u = irreversibleUndo{name: rec.Step}
 		if n := a.get("name"); n != "" {

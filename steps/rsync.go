@@ -40,6 +40,7 @@ func rsyncStepType() planner.StepType {
 }
 
 type rsyncStep struct {
+	host     Host // nil or local: where rollout runs
 	from, to string
 	exclude  []string
 	delete   bool
@@ -47,7 +48,7 @@ type rsyncStep struct {
 }
 
 func (b *builder) buildRsync(svc *planner.Service, step *planner.Step, r *argReader) (executor.Step, error) {
-	s := &rsyncStep{delete: true, checksum: true}
+	s := &rsyncStep{host: b.host, delete: true, checksum: true}
 	s.from, _ = r.str("from")
 	s.to, _ = r.str("to")
 	s.exclude, _ = r.strList("exclude")
@@ -112,6 +113,9 @@ func (s *rsyncStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, e
 		} else if empty {
 			return nil, fmt.Errorf("rsync source %s is empty: mirroring it with --delete would empty %s", s.from, s.to)
 		}
+	}
+	if s.host != nil && s.host.Name() != "" {
+		return s.doRemote(ctx, env)
 	}
 	// A missing target is refused rather than created: its undo would have
 	// to delete the whole directory, and a typo in `to` should not deploy
@@ -197,7 +201,7 @@ func runRsync(ctx context.Context, env *executor.Env, args ...string) error {
 	n := len(args)
 	argv := append([]string{"rsync", "-a"}, args[:n-2]...)
 	argv = append(argv, dirArg(args[n-2]), dirArg(args[n-1]))
-	return runCommand(ctx, env, command{argv: argv})
+	return runCommand(ctx, env, nil, command{argv: argv})
 }
 
 // dirArg makes p an rsync "contents of" argument (trailing slash) that

@@ -73,7 +73,11 @@ var noSystemd = map[string]bool{
 
 // Deps are what built steps need from outside.
 type Deps struct {
+	// Systemd is the local manager, for services without hosts.
 	Systemd Backend
+	// Hosts gives the Host of an instance on a host of the plan (an SSH
+	// host from a HostSet); nil when the plan has no hosts.
+	Hosts func(*planner.Host) (Host, error)
 }
 
 // healthFunc is the signature of CheckHealth. The builder holds it as a
@@ -87,7 +91,11 @@ const defaultJobTimeout = 5 * time.Minute
 
 // builder builds steps. Its fields beyond sd exist for tests.
 type builder struct {
-	sd          Backend
+	sd Backend
+	// host is where the step acts; build sets it (and sd, its manager)
+	// per instance on a copy of the builder.
+	host        Host
+	hosts       func(*planner.Host) (Host, error)
 	checkHealth healthFunc
 	// pollInterval is how often stabilize reads the unit's state.
 	pollInterval time.Duration
@@ -95,23 +103,45 @@ type builder struct {
 
 // NewBuilder returns the executor.Builder for the built-in step types.
 func NewBuilder(d Deps) executor.Builder {
-	b := &builder{sd: d.Systemd, checkHealth: CheckHealth, pollInterval: time.Second}
+	b := &builder{sd: d.Systemd, hosts: d.Hosts, checkHealth: CheckHealth, pollInterval: time.Second}
 	return b.build
+}
+
+// forService returns a copy of b acting on svc's host.
+func (b *builder) forService(svc *planner.Service) (*builder, error) {
+	bb := *b
+	if svc.Host == nil {
+		if bb.host == nil || bb.host.Name() != "" {
+			bb.host = Local{SD: b.sd}
+		}
+		return &bb, nil
+	}
+	if b.hosts == nil {
+		return nil, fmt.Errorf("service %q runs on host %q, but no hosts are reachable in this run", svc.Name, svc.Host.Name)
+	}
+	h, err := b.hosts(svc.Host)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", svc.Host.Name, err)
+	}
+	bb.host = h
+	bb.sd = h.Systemd()
+	return &bb, nil
 }
 
 func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step, error) {
 	if svc == nil || step == nil {
 		return nil, errors.New("steps: build called without a service or step")
 	}
+	b, err := b.forService(svc)
+	if err != nil {
+		return nil, err
+	}
 	needsSystemd := !noSystemd[step.Type]
 	if needsSystemd && b.sd == nil {
 		return nil, fmt.Errorf("step %q of service %q: no systemd backend", step.Name, svc.Name)
 	}
 	r := &argReader{args: step.Args}
-	var (
-		s   executor.Step
-		err error
-	)
+	var s executor.Step
 	switch step.Type {
 	case TypeHealthCheck:
 		s, err = b.buildHealthCheck(svc, step, r)

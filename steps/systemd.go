@@ -95,6 +95,10 @@ type ConnectOptions struct {
 	// or systemd's private socket ("unix:path=.../systemd/private", a
 	// direct connection without a bus daemon, recognised by its path).
 	Address string
+	// Dial, when set, makes the connections instead (a remote manager
+	// through ssh and systemd-stdio-bridge); Describe then names it.
+	Dial     func(ctx context.Context) (*dbus.Conn, error)
+	Describe string
 	// CallTimeout bounds each D-Bus call and the dial (default 30s).
 	CallTimeout time.Duration
 	// JobTimeout bounds the wait for a job's result (default 5m).
@@ -217,6 +221,8 @@ func (d *DBus) dial() (*dbusConn, error) {
 
 func (d *DBus) describe() string {
 	switch {
+	case d.opts.Describe != "":
+		return d.opts.Describe
 	case d.opts.Address != "":
 		return fmt.Sprintf("systemd at %q", d.opts.Address)
 	case d.opts.User:
@@ -230,6 +236,9 @@ func (d *DBus) describe() string {
 // constructors do: EXTERNAL auth with the numeric uid, then Hello unless
 // the address is systemd's private socket (no bus daemon to greet).
 func (d *DBus) dialRaw() (*dbus.Conn, error) {
+	if d.opts.Dial != nil {
+		return d.opts.Dial(d.ctx)
+	}
 	if d.opts.Address != "" {
 		return busdial.Dial(d.ctx, d.opts.Address)
 	}

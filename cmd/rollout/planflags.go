@@ -18,6 +18,7 @@ type planFlags struct {
 	Vars           []string
 	Plan           string
 	Services       []string
+	Hosts          []string
 	WithDependents bool
 	Parallel       int
 	ParallelSet    bool
@@ -32,6 +33,7 @@ func addPlanFlags(fs *pflag.FlagSet, f *planFlags) {
 	fs.StringArrayVar(&f.Vars, "var", nil, "set a plan variable, `K=V` (repeatable)")
 	fs.StringVar(&f.Plan, "plan", "", "the plan block to use when the file has several")
 	fs.StringArrayVar(&f.Services, "service", nil, "restart only this service (repeatable; dependency order is kept)")
+	fs.StringArrayVar(&f.Hosts, "host", nil, "restart only the instances on this host (repeatable)")
 	fs.BoolVar(&f.WithDependents, "with-dependents", false, "also restart every service downstream of the selection")
 	fs.IntVar(&f.Parallel, "parallel", 1, "how many services may restart at once (0 = unbounded); default: the plan's max_parallel, else 1")
 	fs.BoolVar(&f.Deploy, "deploy", false, "deploy code before restarting (run.deploy); needs --deploy-path")
@@ -56,6 +58,11 @@ func (f *planFlags) check(fs *pflag.FlagSet) error {
 	for _, s := range f.Services {
 		if strings.TrimSpace(s) == "" {
 			return usageError("`--service` needs a service name")
+		}
+	}
+	for _, h := range f.Hosts {
+		if strings.TrimSpace(h) == "" {
+			return usageError("`--host` needs a host name")
 		}
 	}
 	if _, err := parseVars(f.Vars); err != nil {
@@ -86,6 +93,7 @@ func (f *planFlags) compileOptions() planner.Options {
 		StepTypes:      steps.Types(),
 		PlanName:       f.Plan,
 		Services:       f.Services,
+		Hosts:          f.Hosts,
 		WithDependents: f.WithDependents,
 		Parallel:       f.Parallel,
 		ParallelSet:    f.ParallelSet,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/runview"
+	"github.com/rollout-sh/rollout/planner"
 	"github.com/rollout-sh/rollout/steps"
 )
 
@@ -106,12 +107,23 @@ func recoverRun(opts *RecoverOptions) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sd, err := opts.Systemd(ctx, opts.User)
-	if err != nil {
-		return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
+	deps := steps.Deps{}
+	if journalsNeedLocal(journalList) {
+		sd, err := opts.Systemd(ctx, opts.User)
+		if err != nil {
+			return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
+		}
+		defer sd.Close()
+		deps.Systemd = sd
 	}
-	defer sd.Close()
-	deps := steps.Deps{Systemd: sd}
+	if journalsNeedHosts(journalList) {
+		hosts, err := openHosts(ctx)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		defer hosts.Close()
+		deps.Hosts = hosts.Get
+	}
 
 	// Signals as in run: the first lets the service being rolled back
 	// finish and starts no other, the second stops after the undo running
@@ -137,6 +149,9 @@ func recoverRun(opts *RecoverOptions) error {
 		}
 		res, rerr := executor.Recover(ctx, j, executor.RecoverOptions{
 			Rebuild: func(rec executor.UndoRecord) (executor.Undo, error) { return steps.Recover(rec, deps) },
+			RebuildOn: func(rec executor.UndoRecord, h *planner.Host) (executor.Undo, error) {
+				return steps.RecoverOn(rec, deps, h)
+			},
 			Events:  sink,
 			Observe: printer.Observe,
 			Stop:    stop,
@@ -263,4 +278,32 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// journalsNeedLocal says whether a journal holds a service that ran where
+// rollout runs (or has no services, so that a run that died before its
+// first service still reports the local manager as before).
+func journalsNeedLocal(js []*executor.Journal) bool {
+	for _, j := range js {
+		if len(j.Services) == 0 {
+			return true
+		}
+		for _, s := range j.Services {
+			if s.Host == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func journalsNeedHosts(js []*executor.Journal) bool {
+	for _, j := range js {
+		for _, s := range j.Services {
+			if s.Host != nil {
+				return true
+			}
+		}
+	}
+	return false
 }

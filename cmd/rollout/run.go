@@ -30,6 +30,8 @@ type RunOptions struct {
 	// Systemd connects to the manager; tests replace it with a fake or a
 	// private manager.
 	Systemd func(ctx context.Context, user bool) (steps.Backend, error)
+	// Hosts opens the plan's hosts (ssh); tests may replace it.
+	Hosts func(ctx context.Context) (*steps.HostSet, error)
 	// Signals delivers interrupts; nil means interrupt.Notify.
 	Signals <-chan os.Signal
 	// LockPath overrides the per-manager lock (tests).
@@ -38,7 +40,7 @@ type RunOptions struct {
 
 // NewCmdRun builds `run`.
 func NewCmdRun(io *IOStreams, runF func(*RunOptions) error) *cobra.Command {
-	opts := &RunOptions{IO: io, Systemd: connectSystemd}
+	opts := &RunOptions{IO: io, Systemd: connectSystemd, Hosts: openHosts}
 	cmd := &cobra.Command{
 		Use:   "run FILE [--service NAME]... [--dry-run] [--force] [--deploy --deploy-path DIR] [--skip-migrations] [--parallel N] [--var K=V]... [--events FILE] [--user] [--json]",
 		Short: "Restart the plan's services in dependency order, rolling back any that fails",
@@ -90,6 +92,20 @@ func connectSystemd(ctx context.Context, user bool) (steps.Backend, error) {
 	return steps.Connect(ctx, steps.ConnectOptions{User: user})
 }
 
+func openHosts(ctx context.Context) (*steps.HostSet, error) {
+	return steps.NewHostSet(ctx, steps.SSHConfig{})
+}
+
+// hasLocal says whether any of the plan's services runs where rollout runs.
+func hasLocal(plan *planner.Plan) bool {
+	for _, svc := range plan.Services {
+		if svc.Host == nil {
+			return true
+		}
+	}
+	return false
+}
+
 func runRun(opts *RunOptions) error {
 	c, err := loadForRun(opts.IO, opts.File, &opts.Flags)
 	if err != nil {
@@ -116,11 +132,26 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 	// systemd to finish or roll back.
 	sdCtx, sdCancel := context.WithCancel(context.Background())
 	defer sdCancel()
-	sd, err := opts.Systemd(sdCtx, opts.User)
-	if err != nil {
-		return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
+	// The local manager is needed only by services without hosts: a
+	// controller that restarts only remote hosts may have none.
+	var sd steps.Backend
+	if hasLocal(plan) {
+		var err error
+		sd, err = opts.Systemd(sdCtx, opts.User)
+		if err != nil {
+			return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
+		}
+		defer sd.Close()
 	}
-	defer sd.Close()
+	deps := steps.Deps{Systemd: sd}
+	if len(plan.Hosts) > 0 {
+		hosts, err := opts.Hosts(sdCtx)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		defer hosts.Close()
+		deps.Hosts = hosts.Get
+	}
 
 	eventsPath := opts.Events
 	if eventsPath == "" {
@@ -158,7 +189,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		observe = live.Observe
 	}
 	res, runErr := executor.Run(ctx, plan, executor.Options{
-		Build:       steps.NewBuilder(steps.Deps{Systemd: sd}),
+		Build:       steps.NewBuilder(deps),
 		Parallel:    plan.MaxParallel,
 		OnFailure:   plan.OnFailure,
 		MaxFailures: plan.MaxFailures,

@@ -1,0 +1,339 @@
+package planner
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+
+	"github.com/rollout-sh/rollout/dsl"
+	"github.com/rollout-sh/rollout/planner/dag"
+)
+
+// InstanceName names a service's instance on a host.
+func InstanceName(service, host string) string {
+	if host == "" {
+		return service
+	}
+	return service + "@" + host
+}
+
+func plannerHost(h *dsl.Host) *Host {
+	return &Host{
+		Name:       h.Name,
+		Address:    h.Address,
+		User:       h.User,
+		Port:       h.Port,
+		SSHArgs:    slices.Clone(h.SSHArgs),
+		SystemdBus: h.SystemdBus,
+		Tags:       slices.Clone(h.Tags),
+		DeclRange:  h.DeclRange,
+	}
+}
+
+// resolveHosts finds every service's hosts (its hosts entries, then every
+// host with one of its host_tags, in declaration order without repeats),
+// and reports unknown hosts, tags no host has, and hosts no service uses.
+func (c *compiler) resolveHosts() {
+	c.hosts = make(map[string]*dsl.Host, len(c.cfg.Hosts))
+	for _, h := range c.cfg.Hosts {
+		if h == nil {
+			continue
+		}
+		if _, dup := c.hosts[h.Name]; dup {
+			continue // the dsl reported it
+		}
+		c.hosts[h.Name] = h
+		c.hostNames = append(c.hostNames, h.Name)
+	}
+	c.hostsOf = make([][]*dsl.Host, len(c.services))
+	used := map[string]bool{}
+	for i, svc := range c.services {
+		var list []*dsl.Host
+		add := func(h *dsl.Host) {
+			if !slices.Contains(list, h) {
+				list = append(list, h)
+			}
+			used[h.Name] = true
+		}
+		for _, ref := range svc.Hosts {
+			h, ok := c.hosts[ref.Name]
+			if !ok {
+				detail := fmt.Sprintf("Service %q runs on host %q, which is not declared.%s", svc.Name, ref.Name, dsl.DidYouMean(ref.Name, c.hostNames))
+				if len(c.hostNames) > 0 {
+					detail += fmt.Sprintf(" Declared hosts: %s.", quoteList(c.hostNames))
+				} else {
+					detail += ` Declare it with a host "NAME" { address = "..." } block.`
+				}
+				c.add(&hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Unknown host",
+					Detail:   detail,
+					Subject:  rangePtr(ref.Range, svc.DeclRange),
+				})
+				continue
+			}
+			add(h)
+		}
+		for _, tag := range svc.HostTags {
+			found := false
+			for _, name := range c.hostNames {
+				h := c.hosts[name]
+				if slices.Contains(h.Tags, tag) {
+					add(h)
+					found = true
+				}
+			}
+			if !found {
+				c.add(&hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "No host with tag",
+					Detail:   fmt.Sprintf("Service %q runs on the hosts tagged %q, but no host has that tag. Add the tag to a host's tags, or fix host_tags.", svc.Name, tag),
+					Subject:  rangePtr(svc.HostTagsRange, svc.DeclRange),
+				})
+			}
+		}
+		// Instances follow the hosts' declaration order, whatever the
+		// order of the service's list: batches are then predictable.
+		slices.SortStableFunc(list, func(a, b *dsl.Host) int {
+			return slices.Index(c.hostNames, a.Name) - slices.Index(c.hostNames, b.Name)
+		})
+		c.hostsOf[i] = list
+	}
+	for _, name := range c.hostNames {
+		if used[name] {
+			continue
+		}
+		h := c.hosts[name]
+		c.add(&hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Unused host",
+			Detail:   fmt.Sprintf("No service runs on host %q: none lists it in hosts or has a host_tags entry among its tags. Remove the host, or add it to a service.", name),
+			Subject:  rangePtr(h.NameRange, h.DeclRange),
+		})
+	}
+	for _, name := range c.opts.Hosts {
+		if _, ok := c.hosts[name]; !ok {
+			c.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Unknown host",
+				Detail:   fmt.Sprintf("There is no host %q to select with --host.%s", name, dsl.DidYouMean(name, c.hostNames)),
+			})
+		}
+	}
+}
+
+func (c *compiler) firstHost(i int) *dsl.Host {
+	if len(c.hostsOf[i]) == 0 {
+		return nil
+	}
+	return c.hostsOf[i][0]
+}
+
+// hostHealth evaluates the health attributes that read host.* for host.
+func (c *compiler) hostHealth(out *Health, h *dsl.Health, host *dsl.Host) {
+	if h == nil || (h.URLExpr == nil && h.AddressExpr == nil && h.CommandExpr == nil) {
+		return
+	}
+	ctx := c.base.NewChild()
+	ctx.Variables = map[string]cty.Value{"host": dsl.HostValue(host)}
+	str := func(expr hcl.Expression) (string, bool) {
+		v, diags := expr.Value(ctx)
+		c.add(diags...)
+		if diags.HasErrors() {
+			return "", false
+		}
+		v, _ = v.UnmarkDeep()
+		sv, err := convert.Convert(v, cty.String)
+		if err != nil || sv.IsNull() || !sv.IsWhollyKnown() {
+			return "", false
+		}
+		return sv.AsString(), true
+	}
+	if h.URLExpr != nil {
+		if s, ok := str(h.URLExpr); ok {
+			out.URL = s
+		}
+	}
+	if h.AddressExpr != nil {
+		if s, ok := str(h.AddressExpr); ok {
+			out.Address = s
+		}
+	}
+	if h.CommandExpr != nil {
+		v, diags := h.CommandExpr.Value(ctx)
+		c.add(diags...)
+		if !diags.HasErrors() {
+			v, _ = v.UnmarkDeep()
+			if lv, err := convert.Convert(v, cty.List(cty.String)); err == nil && !lv.IsNull() && lv.IsWhollyKnown() {
+				out.Command = out.Command[:0:0]
+				for _, e := range lv.AsValueSlice() {
+					if !e.IsNull() {
+						out.Command = append(out.Command, e.AsString())
+					}
+				}
+			}
+		}
+	}
+}
+
+// expandInstances turns every planned service that runs on hosts into one
+// instance per host (narrowed by --host), makes each instance wait for all
+// instances of the services it needs, adds the serial batches and the
+// max_unavailable limits, and recomputes order and waves over instances.
+func (c *compiler) expandInstances(plan *Plan) {
+	if len(c.hostNames) == 0 {
+		return
+	}
+	var narrow map[string]bool
+	if len(c.opts.Hosts) > 0 {
+		narrow = map[string]bool{}
+		for _, h := range c.opts.Hosts {
+			narrow[h] = true
+		}
+	}
+	usedHosts := map[string]bool{}
+	byService := map[string][]*Service{}
+	var out []*Service
+	for _, svc := range plan.Services {
+		idx := c.serviceIndex[svc.Name]
+		hosts := c.hostsOf[idx]
+		if len(hosts) == 0 {
+			if narrow == nil {
+				byService[svc.Name] = []*Service{svc}
+				out = append(out, svc)
+			}
+			continue
+		}
+		var insts []*Service
+		for k, h := range hosts {
+			if narrow != nil && !narrow[h.Name] {
+				continue
+			}
+			inst := svc
+			if k > 0 || svc.Host == nil || svc.Host.Name != h.Name {
+				inst = c.compileService(idx, h)
+				inst.Wave = svc.Wave
+			}
+			inst.Name = InstanceName(svc.Name, h.Name)
+			inst.Service = svc.Name
+			usedHosts[h.Name] = true
+			insts = append(insts, inst)
+		}
+		c.addBatches(plan, c.services[idx], insts)
+		byService[svc.Name] = insts
+		out = append(out, insts...)
+	}
+	if narrow != nil && len(out) == 0 {
+		c.add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "No instance on the selected hosts",
+			Detail:   fmt.Sprintf("No selected service runs on %s. Check the --host names, or the services' hosts.", quoteList(c.opts.Hosts)),
+		})
+		return
+	}
+	for _, inst := range out {
+		var needs []string
+		for _, n := range inst.Needs {
+			for _, dep := range byService[n] {
+				needs = append(needs, dep.Name)
+			}
+		}
+		inst.Needs = needs
+	}
+	for _, name := range c.hostNames {
+		if usedHosts[name] {
+			plan.Hosts = append(plan.Hosts, plannerHost(c.hosts[name]))
+		}
+	}
+	// Instances share one Host value per host, so that the executor and
+	// the steps can key connections by pointer or by name alike.
+	shared := map[string]*Host{}
+	for _, h := range plan.Hosts {
+		shared[h.Name] = h
+	}
+	for _, inst := range out {
+		if inst.Host != nil {
+			inst.Host = shared[inst.Host.Name]
+		}
+	}
+
+	g := dag.New(len(out))
+	for _, inst := range out {
+		g.Add(inst.Name)
+	}
+	for _, inst := range out {
+		for _, n := range inst.Needs {
+			g.Connect(n, inst.Name)
+		}
+		for _, n := range inst.After {
+			g.Connect(n, inst.Name)
+		}
+	}
+	order, err := g.TopologicalOrder(nil)
+	if err != nil {
+		panic("planner: cycle in the validated instance graph")
+	}
+	waves, _ := g.Waves()
+	byName := make(map[string]*Service, len(out))
+	for _, inst := range out {
+		byName[inst.Name] = inst
+	}
+	for w, wave := range waves {
+		for _, name := range wave {
+			byName[name].Wave = w
+		}
+	}
+	plan.Order = order
+	plan.Waves = waves
+	plan.Services = plan.Services[:0]
+	for _, name := range order {
+		plan.Services = append(plan.Services, byName[name])
+	}
+}
+
+// addBatches splits a service's instances into its serial batches, each
+// batch after the previous one, and limits how many are down at once.
+func (c *compiler) addBatches(plan *Plan, svc *dsl.Service, insts []*Service) {
+	if svc.MaxUnavailableSet && len(insts) > 0 {
+		plan.Batches = append(plan.Batches, Batch{
+			Services:       []string{svc.Name},
+			MaxUnavailable: svc.MaxUnavailable.Of(len(insts)),
+		})
+	}
+	batches := SerialBatches(svc.Serial, len(insts))
+	start := 0
+	var prev []string
+	for _, size := range batches {
+		var cur []string
+		for _, inst := range insts[start : start+size] {
+			inst.After = slices.Clone(prev)
+			cur = append(cur, inst.Name)
+		}
+		prev = cur
+		start += size
+	}
+}
+
+// SerialBatches sizes the batches of n instances as Ansible's serial does:
+// each amount in turn (a percentage of n, at least 1), the last one
+// repeated until all n are covered. No amounts: one batch of n.
+func SerialBatches(serial []dsl.Amount, n int) []int {
+	if n == 0 {
+		return nil
+	}
+	if len(serial) == 0 {
+		return []int{n}
+	}
+	var out []int
+	left := n
+	for i := 0; left > 0; i++ {
+		a := serial[min(i, len(serial)-1)]
+		size := min(max(a.Of(n), 1), left)
+		out = append(out, size)
+		left -= size
+	}
+	return out
+}
