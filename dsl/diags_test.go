@@ -40,6 +40,7 @@ func TestDiagnostics(t *testing.T) {
 		{"run_in_service", nil, []string{"Invalid reference", "Invalid reference"}},
 		{"bad_select", nil, []string{"Unsupported selection key", `Invalid value for "max_unavailable"`}},
 		{"duplicate_blocks", nil, []string{"Duplicate variable", "Duplicate defaults block"}},
+		{"bad_host", nil, []string{"Invalid host address", `Invalid value for "port"`, "Invalid systemd bus address", "Duplicate host", "Invalid host name", `Invalid value for "serial"`, `Invalid value for "max_unavailable"`}},
 		{"health_kind_args", nil, []string{"Missing required argument", "Unsupported argument", "Empty command"}},
 		{"bad_notify", nil, []string{"Invalid URL", "Unknown event", "Header values in the plan", "Credentials in URL", "Unsupported argument",
 			"Invalid environment variable name", "Invalid header name", "Unknown notification kind", "Duplicate notification"}},

@@ -228,3 +228,46 @@ func (discardSink) Write(ev Event) error {
 	return err
 }
 func (discardSink) Close() error { return nil }
+
+// TestScheduleSerialBatches: an instance in a later batch waits for the
+// batch before it to finish, and starts even when an instance of that
+// batch failed (the run's on_failure and max_failures decide whether the
+// run goes on) or was skipped; an instance that needs a failed one is
+// skipped. max_unavailable per service limits its instances in flight.
+func TestScheduleSerialBatches(t *testing.T) {
+	plan := &planner.Plan{Services: []*planner.Service{
+		{Name: "db@h1", Service: "db"},
+		{Name: "api@h1", Service: "api", Needs: []string{"db@h1"}},
+		{Name: "api@h2", Service: "api", After: []string{"api@h1"}},
+		{Name: "api@h3", Service: "api", After: []string{"api@h2"}},
+		{Name: "api@h4", Service: "api", After: []string{"api@h2"}},
+		{Name: "web@h1", Service: "web", Needs: []string{"api@h1", "api@h2", "api@h3", "api@h4"}},
+	}, Batches: []planner.Batch{{Services: []string{"api"}, MaxUnavailable: 1}}}
+	s := newSchedule(plan, 0)
+	if got := startAll(s); !slices.Equal(got, []string{"db@h1"}) {
+		t.Fatalf("first round %v", got)
+	}
+	// db fails: api@h1 (needs db) is skipped, which counts as finished for
+	// the batch after it.
+	s.finish(0, outcomeRolledBack)
+	skipped := s.skipDependents(0)
+	if want := []int{1, 5}; !slices.Equal(skipped, want) {
+		t.Fatalf("skipped %v, want %v", skipped, want)
+	}
+	if got := startAll(s); !slices.Equal(got, []string{"api@h2"}) {
+		t.Fatalf("after the skip: %v", got)
+	}
+	// api@h2 fails: the next batch still starts, one at a time.
+	s.finish(2, outcomeRolledBack)
+	if got := startAll(s); !slices.Equal(got, []string{"api@h3"}) {
+		t.Fatalf("after the failed batch: %v", got)
+	}
+	s.finish(3, outcomeSucceeded)
+	if got := startAll(s); !slices.Equal(got, []string{"api@h4"}) {
+		t.Fatalf("then: %v", got)
+	}
+	s.finish(4, outcomeSucceeded)
+	if s.pending != 0 || s.inFlight != 0 {
+		t.Fatalf("pending %d in flight %d", s.pending, s.inFlight)
+	}
+}

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"slices"
 	"time"
 
 	"github.com/rollout-sh/rollout/planner/dag"
@@ -39,7 +40,8 @@ func (p *Plan) Estimate() Estimate {
 		g.Add(svc.Name)
 	}
 	for _, svc := range p.Services {
-		for _, n := range svc.Needs {
+		// A serial batch waits for the one before it as for a need.
+		for _, n := range append(slices.Clone(svc.Needs), svc.After...) {
 			if g.Has(n) {
 				g.Connect(n, svc.Name)
 			}

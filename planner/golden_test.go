@@ -75,6 +75,8 @@ func TestCompileDiagnostics(t *testing.T) {
 		{name: "several_plans"},
 		{name: "unknown_select_name"},
 		{name: "service_not_in_plan", opts: func(o *Options) { o.Services = []string{"sso.redis"} }},
+		{name: "unknown_host", opts: func(o *Options) { o.Hosts = []string{"app9"} }},
+		{name: "unused_host", wantPlan: true},
 		{name: "shared_deploy_source", opts: func(o *Options) { o.Run = RunFlags{Deploy: true, DeployPath: "/tmp/release"} }},
 	}
 	for _, tt := range tests {
@@ -101,7 +103,13 @@ func TestCompileDiagnostics(t *testing.T) {
 }
 
 func TestRenderGolden(t *testing.T) {
-	cfg := load(t, filepath.Join("testdata", "show", "main.hcl"))
+	for _, dir := range []string{"show", "show_fleet"} {
+		t.Run(dir, func(t *testing.T) { testRenderGolden(t, dir) })
+	}
+}
+
+func testRenderGolden(t *testing.T, dir string) {
+	cfg := load(t, filepath.Join("testdata", dir, "main.hcl"))
 	plan, diags := Compile(cfg, Options{StepTypes: testStepTypes(), Run: RunFlags{Deploy: true, DeployPath: "/srv/release/42"}})
 	if diags.HasErrors() || len(diags) > 0 {
 		t.Fatalf("compile: %s", diags.Error())
@@ -130,7 +138,7 @@ func TestRenderGolden(t *testing.T) {
 			if !strings.HasSuffix(first.String(), "\n") {
 				t.Error("output does not end with a newline")
 			}
-			checkGolden(t, filepath.Join("testdata", "show", "want."+tt.ext), first.Bytes())
+			checkGolden(t, filepath.Join("testdata", dir, "want."+tt.ext), first.Bytes())
 		})
 	}
 }

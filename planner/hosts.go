@@ -207,6 +207,9 @@ func (c *compiler) expandInstances(plan *Plan) {
 			}
 			continue
 		}
+		// The first instance reuses svc, whose Name changes below: keep
+		// what every instance shares first.
+		base, needs := svc.Name, svc.Needs
 		var insts []*Service
 		for k, h := range hosts {
 			if narrow != nil && !narrow[h.Name] {
@@ -217,13 +220,14 @@ func (c *compiler) expandInstances(plan *Plan) {
 				inst = c.compileService(idx, h)
 				inst.Wave = svc.Wave
 			}
-			inst.Name = InstanceName(svc.Name, h.Name)
-			inst.Service = svc.Name
+			inst.Name = InstanceName(base, h.Name)
+			inst.Service = base
+			inst.Needs = needs
 			usedHosts[h.Name] = true
 			insts = append(insts, inst)
 		}
 		c.addBatches(plan, c.services[idx], insts)
-		byService[svc.Name] = insts
+		byService[base] = insts
 		out = append(out, insts...)
 	}
 	if narrow != nil && len(out) == 0 {

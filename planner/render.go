@@ -28,11 +28,28 @@ func RenderText(w io.Writer, p *Plan) error {
 		fmt.Fprintf(&b, "  events log %s\n", p.EventsLog)
 	}
 	for _, batch := range p.Batches {
+		if len(batch.Services) > 0 {
+			fmt.Fprintf(&b, "  batch: at most %d instances at once of %s\n", batch.MaxUnavailable, strings.Join(batch.Services, ", "))
+			continue
+		}
 		fmt.Fprintf(&b, "  batch: at most %d at once of types [%s] tags [%s]\n",
 			batch.MaxUnavailable, strings.Join(batch.Types, ", "), strings.Join(batch.Tags, ", "))
 	}
 	for _, n := range p.Notifications {
 		writeNotificationText(&b, n)
+	}
+	for _, h := range p.Hosts {
+		fmt.Fprintf(&b, "  host %s: %s", h.Name, h.Destination())
+		if h.Port != 0 {
+			fmt.Fprintf(&b, " port %d", h.Port)
+		}
+		if h.SystemdBus != "" {
+			fmt.Fprintf(&b, ", systemd at %s", h.SystemdBus)
+		}
+		if len(h.Tags) > 0 {
+			fmt.Fprintf(&b, ", tags %s", strings.Join(h.Tags, ", "))
+		}
+		b.WriteString("\n")
 	}
 	byName := servicesByName(p)
 	for i, wave := range p.Waves {
@@ -57,6 +74,9 @@ func RenderText(w io.Writer, p *Plan) error {
 
 func writeServiceText(b *strings.Builder, svc *Service, estimate Span) {
 	fmt.Fprintf(b, "  %s\n", svc.Name)
+	if svc.Host != nil {
+		fmt.Fprintf(b, "    host:       %s (%s)\n", svc.Host.Name, svc.Host.Destination())
+	}
 	fmt.Fprintf(b, "    unit:       %s\n", svc.Unit)
 	if svc.Type != "" {
 		fmt.Fprintf(b, "    type:       %s\n", svc.Type)
@@ -68,6 +88,9 @@ func writeServiceText(b *strings.Builder, svc *Service, estimate Span) {
 	fmt.Fprintf(b, "    depends_on: %s\n", listOrDash(svc.DependsOn))
 	if !sameSet(svc.DependsOn, svc.Needs) {
 		fmt.Fprintf(b, "    waits for:  %s\n", listOrDash(svc.Needs))
+	}
+	if len(svc.After) > 0 {
+		fmt.Fprintf(b, "    after:      %s (the batch before)\n", strings.Join(svc.After, ", "))
 	}
 	fmt.Fprintf(b, "    health:     %s\n", healthText(svc.Health))
 	fmt.Fprintf(b, "    estimate:   %s\n", estimate)

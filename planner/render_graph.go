@@ -67,6 +67,10 @@ func RenderDOT(w io.Writer, p *Plan) error {
 			}
 			fmt.Fprintf(&b, "  %s -> %s%s;\n", dotQuote(need), dotQuote(svc.Name), attrs)
 		}
+		// A serial batch waits for the one before it, failed or not.
+		for _, prev := range svc.After {
+			fmt.Fprintf(&b, "  %s -> %s [style=dashed, label=\"batch\"];\n", dotQuote(prev), dotQuote(svc.Name))
+		}
 	}
 	b.WriteString("}\n")
 	_, err := io.WriteString(w, b.String())
@@ -115,6 +119,10 @@ func RenderMermaid(w io.Writer, p *Plan) error {
 			if crit[need+"\x00"+svc.Name] {
 				critLinks = append(critLinks, fmt.Sprint(link))
 			}
+			link++
+		}
+		for _, prev := range svc.After {
+			fmt.Fprintf(&b, "  %s -. batch .-> %s\n", id[prev], id[svc.Name])
 			link++
 		}
 	}

@@ -21,6 +21,7 @@ type (
 		EventsLog    string              `json:"events_log,omitempty"`
 		Batches      []jsonBatch         `json:"batches,omitempty"`
 		Notify       []jsonNotify        `json:"notify,omitempty"`
+		Hosts        []jsonHost          `json:"hosts,omitempty"`
 		Services     []jsonService       `json:"services"`
 		Order        []string            `json:"order"`
 		Waves        [][]string          `json:"waves"`
@@ -41,10 +42,23 @@ type (
 	jsonBatch struct {
 		Types          []string `json:"types"`
 		Tags           []string `json:"tags"`
+		Services       []string `json:"services,omitempty"`
 		MaxUnavailable int      `json:"max_unavailable"`
+	}
+	jsonHost struct {
+		Name       string   `json:"name"`
+		Address    string   `json:"address"`
+		User       string   `json:"user,omitempty"`
+		Port       int      `json:"port,omitempty"`
+		SystemdBus string   `json:"systemd_bus,omitempty"`
+		Tags       []string `json:"tags"`
+		Instances  []string `json:"instances"`
 	}
 	jsonService struct {
 		Name       string     `json:"name"`
+		Service    string     `json:"service,omitempty"` // an instance's service
+		Host       string     `json:"host,omitempty"`    // an instance's host
+		After      []string   `json:"after,omitempty"`   // the serial batch before
 		Unit       string     `json:"unit"`
 		Type       string     `json:"type"`
 		Pipeline   string     `json:"pipeline"`
@@ -112,7 +126,16 @@ func RenderJSON(w io.Writer, p *Plan) error {
 		out.Waves = append(out.Waves, nonNil(wave))
 	}
 	for _, b := range p.Batches {
-		out.Batches = append(out.Batches, jsonBatch{Types: nonNil(b.Types), Tags: nonNil(b.Tags), MaxUnavailable: b.MaxUnavailable})
+		out.Batches = append(out.Batches, jsonBatch{Types: nonNil(b.Types), Tags: nonNil(b.Tags), Services: b.Services, MaxUnavailable: b.MaxUnavailable})
+	}
+	for _, h := range p.Hosts {
+		jh := jsonHost{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port, SystemdBus: h.SystemdBus, Tags: nonNil(h.Tags), Instances: []string{}}
+		for _, svc := range p.Services {
+			if svc.HostName() == h.Name {
+				jh.Instances = append(jh.Instances, svc.Name)
+			}
+		}
+		out.Hosts = append(out.Hosts, jh)
 	}
 	for _, n := range p.Notifications {
 		out.Notify = append(out.Notify, jsonNotify{
@@ -123,6 +146,8 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	for _, svc := range p.Services {
 		js := jsonService{
 			Name:       svc.Name,
+			Host:       svc.HostName(),
+			After:      svc.After,
 			Unit:       svc.Unit,
 			Type:       svc.Type,
 			Pipeline:   svc.Pipeline,
@@ -132,6 +157,9 @@ func RenderJSON(w io.Writer, p *Plan) error {
 			Wave:       svc.Wave,
 			Tags:       nonNil(svc.Tags),
 			Steps:      make([]jsonStep, 0, len(svc.Steps)),
+		}
+		if svc.Host != nil {
+			js.Service = svc.ServiceName()
 		}
 		if h := svc.Health; h != nil {
 			js.Health = jsonHealth{
