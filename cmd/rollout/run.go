@@ -278,12 +278,26 @@ func dryRun(opts *RunOptions, plan *planner.Plan) error {
 	fmt.Fprintf(w, "Dry run of plan %q: %s, nothing will be changed.\n", plan.Name, plural(len(plan.Services), "service"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sd, sdErr := opts.Systemd(ctx, opts.User)
-	if sdErr != nil {
-		// Preflight warns that units were not checked, and why.
-		sd = nil
-	} else {
-		defer sd.Close()
+	var sd steps.Backend
+	var sdErr error
+	if hasLocal(plan) {
+		sd, sdErr = opts.Systemd(ctx, opts.User)
+		if sdErr != nil {
+			// Preflight warns that units were not checked, and why.
+			sd = nil
+		} else {
+			defer sd.Close()
+		}
+	}
+	// The units of instances on hosts are checked on their hosts.
+	var hosts *steps.HostSet
+	if len(plan.Hosts) > 0 {
+		var err error
+		if hosts, err = opts.Hosts(ctx); err != nil {
+			fmt.Fprintf(opts.IO.ErrOut, "rollout: units on hosts not checked: %v\n", err)
+		} else {
+			defer hosts.Close()
+		}
 	}
 	// The same checks as a run's, before the listing: a problem is shown
 	// at the end, where it is read.
@@ -291,6 +305,13 @@ func dryRun(opts *RunOptions, plan *planner.Plan) error {
 	problems := 0
 	for i, svc := range plan.Services {
 		fmt.Fprintf(w, "\n%d. %s (%s), wave %d\n", i+1, svc.Name, svc.Unit, svc.Wave)
+		sd := sd
+		if svc.Host != nil {
+			sd = nil
+			if hosts != nil {
+				sd = hosts.SSH(svc.Host).Systemd()
+			}
+		}
 		if sd != nil {
 			note, ok := checkUnit(ctx, sd, svc.Unit)
 			if !ok {
