@@ -98,6 +98,7 @@ func main() {
 	skipPlatform := flag.Bool("skip-platform", false, "skip the systemd measurements (engine overhead only)")
 	skipEngine := flag.Bool("skip-engine", false, "skip the engine-overhead benchmark")
 	skipZD := flag.Bool("skip-zero-downtime", false, "skip the zero-downtime scenarios (HAProxy, nginx)")
+	fleet := flag.Bool("fleet", false, "only the fleet benchmark: 3 hosts × 30 instances over ssh (needs root and openssh-server)")
 	flag.Parse()
 	o.dags = splitList(*dags)
 	o.seqDags = splitList(*seqDags)
@@ -105,6 +106,13 @@ func main() {
 	if o.rounds < 1 || o.boundSamples < 1 || o.seqRounds < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds, -bound-samples and -seq-rounds must be at least 1")
 		os.Exit(2)
+	}
+	if *fleet {
+		if err := fleetBench(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if !*skipPlatform {
 		if err := platformBench(o); err != nil {

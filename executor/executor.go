@@ -148,6 +148,11 @@ type Options struct {
 	// JournalDir is where the run's crash journal goes (default
 	// JournalDir(LockPath)); see StatePaths.
 	JournalDir string
+	// LockHosts, when set, takes the run's locks on the hosts it touches,
+	// after the local lock; an error (another run holds a host) fails Run
+	// before it starts, as a held local lock does. release frees them when
+	// the run ends.
+	LockHosts func(ctx context.Context, holder LockHolder) (release func(), err error)
 	// Abort is closed on a second interrupt: steps in flight are cancelled
 	// and rolled back at once. Cancelling Run's ctx (the first interrupt)
 	// only stops new services from starting.

@@ -77,6 +77,13 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 			_ = lock.setHolder(holder)
 			return Result{}, &UnfinishedRunError{Journal: unfinished[0], UserManager: opts.UserManager}
 		}
+		if opts.LockHosts != nil {
+			release, err := opts.LockHosts(ctx, lockHolder(plan, opts))
+			if err != nil {
+				return Result{}, err
+			}
+			defer release()
+		}
 	}
 	// Under the lock, so that what it sees is not another run's work in
 	// progress (a unit file that run is installing).

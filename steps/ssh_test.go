@@ -55,7 +55,7 @@ func TestRemoteLineVerbatim(t *testing.T) {
 
 func newTestHostSet(t *testing.T, hosts ...*fakehost.Host) (*HostSet, map[string]*planner.Host) {
 	t.Helper()
-	set, err := NewHostSet(context.Background(), SSHConfig{ConnectTimeout: 3 * time.Second, ServerAlive: time.Second, CallTimeout: 5 * time.Second})
+	set, err := NewHostSet(context.Background(), SSHConfig{ConnectTimeout: 5 * time.Second, ServerAlive: time.Second, CallTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,11 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 	if err != nil {
 		return nil, err
 	}
+	if b.host.Name() != "" && (step.Type == TypeRelease || step.Type == TypeSwitchRelease) {
+		// These work on the controller's file system; acting there for an
+		// instance on another host would switch the wrong machine's code.
+		return nil, fmt.Errorf("step %q (%s) of %q: this step type does not run on hosts yet; deploy with an rsync step", step.Name, step.Type, svc.Name)
+	}
 	needsSystemd := !noSystemd[step.Type]
 	if needsSystemd && b.sd == nil {
 		return nil, fmt.Errorf("step %q of service %q: no systemd backend", step.Name, svc.Name)

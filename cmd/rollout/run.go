@@ -26,6 +26,9 @@ type RunOptions struct {
 	User   bool
 	JSON   bool
 	NoTTY  bool
+	// LockWait is how long to wait for a host's lock held by another run
+	// (--lock-wait); 0 refuses at once.
+	LockWait time.Duration
 
 	// Systemd connects to the manager; tests replace it with a fake or a
 	// private manager.
@@ -85,6 +88,7 @@ Ctrl-C twice: the services in flight are rolled back at once.`,
 	fs.BoolVar(&opts.User, "user", false, "talk to the user's systemd manager instead of the system one")
 	fs.BoolVar(&opts.JSON, "json", false, "stream events as JSON lines on stdout")
 	fs.BoolVar(&opts.NoTTY, "no-tty", false, "plain output even on a terminal")
+	fs.DurationVar(&opts.LockWait, "lock-wait", 0, "wait up to `DURATION` for hosts locked by another run (default: refuse at once)")
 	return cmd
 }
 
@@ -144,6 +148,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		defer sd.Close()
 	}
 	deps := steps.Deps{Systemd: sd}
+	var lockHosts func(context.Context, executor.LockHolder) (func(), error)
 	if len(plan.Hosts) > 0 {
 		hosts, err := opts.Hosts(sdCtx)
 		if err != nil {
@@ -151,6 +156,11 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		}
 		defer hosts.Close()
 		deps.Hosts = hosts.Get
+		lockHosts = func(ctx context.Context, holder executor.LockHolder) (func(), error) {
+			return hosts.Lock(ctx, plan.Hosts, holder, opts.LockWait, func(host string, err error) {
+				fmt.Fprintf(opts.IO.ErrOut, "rollout: %v: its instances will fail\n", err)
+			})
+		}
 	}
 
 	eventsPath := opts.Events
@@ -197,6 +207,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		UserManager: opts.User,
 		LockPath:    lockPath,
 		JournalDir:  journals,
+		LockHosts:   lockHosts,
 		PlanFile:    absPath(opts.File),
 		EventsLog:   absPath(eventsPath),
 		Abort:       abort,

@@ -1,4 +1,4 @@
-package main
+package fleete2e
 
 // End-to-end tests of a fleet: the real binary restarts services on three
 // hosts made with internal/fakehost (real sshd, real private systemd
@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +22,62 @@ import (
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/fakehost"
 )
+
+var build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildRollout builds the command once per test binary.
+func buildRollout(t testing.TB) string {
+	t.Helper()
+	build.once.Do(func() {
+		dir, err := os.MkdirTemp("", "rollout-fleet-bin-")
+		if err != nil {
+			build.err = err
+			return
+		}
+		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(goBin); err != nil {
+			goBin = "go"
+		}
+		out := filepath.Join(dir, "rollout")
+		if b, err := exec.Command(goBin, "build", "-o", out, "github.com/rollout-sh/rollout/cmd/rollout").CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build: %v: %s", err, b)
+			return
+		}
+		build.path = out
+	})
+	if build.err != nil {
+		t.Fatalf("building rollout: %v", build.err)
+	}
+	return build.path
+}
+
+type runResult struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 // fleet is three hosts and a controller directory.
 type fleet struct {
@@ -123,18 +181,28 @@ service "web" {
 }
 
 func (f *fleet) command(args ...string) *exec.Cmd {
+	return f.controller("run", args...)
+}
+
+// controller is a rollout process of a controller whose own lock and
+// journal are in dir (--user with a private runtime directory): two
+// controllers share nothing but the hosts.
+func (f *fleet) controller(dir string, args ...string) *exec.Cmd {
+	dir = filepath.Join(f.dir, dir)
+	os.MkdirAll(dir, 0o700)
 	cmd := exec.Command(buildRollout(f.t), args...)
-	// --user with a private runtime directory: the controller's own lock
-	// and journal stay in the test's directory.
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+filepath.Join(f.dir, "run"), "NO_COLOR=1")
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+dir, "NO_COLOR=1")
 	cmd.Dir = f.dir
 	return cmd
 }
 
 func (f *fleet) rollout(args ...string) runResult {
 	f.t.Helper()
-	os.MkdirAll(filepath.Join(f.dir, "run"), 0o700)
-	cmd := f.command(args...)
+	return f.result(f.command(args...))
+}
+
+func (f *fleet) result(cmd *exec.Cmd) runResult {
+	f.t.Helper()
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -151,6 +219,9 @@ func (f *fleet) rollout(args ...string) runResult {
 func (f *fleet) readEvents() []executor.Event {
 	f.t.Helper()
 	data, err := os.ReadFile(f.events)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -336,6 +407,74 @@ func TestFleetE2E(t *testing.T) {
 		}
 		if strings.Contains(res.Stdout, "app2") {
 			t.Error("--host app1 still shows app2")
+		}
+	})
+
+	t.Run("two controllers race for the same hosts", func(t *testing.T) {
+		slow := strings.Replace(readFile(t, plan), `  step "health_check" "verify" {}`, `  step "exec" "slow" {
+    command = ["sh", "-c", "touch /srv/slow-started; sleep 4; rm -f /srv/slow-started"]
+  }
+  step "health_check" "verify" {}`, 1)
+		slowPlan := filepath.Join(f.dir, "slow.hcl")
+		writeFile(t, slowPlan, slow)
+		waitSlow := func(h *fakehost.Host, a *exec.Cmd, out *bytes.Buffer) {
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				if o, _ := h.Run("test -e /srv/slow-started && echo yes"); strings.TrimSpace(o) == "yes" {
+					return
+				}
+				if time.Now().After(deadline) {
+					a.Process.Kill()
+					t.Fatalf("controller A never reached its slow step:\n%s", out.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		start := len(f.readEvents())
+		a := f.controller("ctl-a", "run", slowPlan, "--user", "--events", f.events, "--no-tty", "--service", "db")
+		var aOut bytes.Buffer
+		a.Stdout, a.Stderr = &aOut, &aOut
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitSlow(f.host("app1"), a, &aOut)
+		// B is refused at once, naming A's run.
+		b := f.result(f.controller("ctl-b", "run", plan, "--user", "--events", f.events, "--no-tty"))
+		if b.Code != 2 || !strings.Contains(b.Stderr, "the lock of host app1") || !strings.Contains(b.Stderr, `plan "fleet"`) {
+			t.Fatalf("second controller: exit %d, want 2 naming the holder\n%s", b.Code, b.Stderr)
+		}
+		// With --lock-wait it waits for A, then runs.
+		b = f.result(f.controller("ctl-b", "run", plan, "--user", "--events", f.events, "--no-tty", "--service", "db", "--lock-wait", "2m"))
+		if b.Code != 0 {
+			t.Fatalf("second controller with --lock-wait: exit %d\n%s", b.Code, b.Stderr)
+		}
+		if err := a.Wait(); err != nil {
+			t.Fatalf("controller A: %v\n%s", err, aOut.String())
+		}
+		evs := f.readEvents()[start:]
+		var order []string
+		for _, e := range evs {
+			if e.Event == executor.RunStart || e.Event == executor.RunSuccess {
+				order = append(order, e.Event)
+			}
+		}
+		if strings.Join(order, " ") != "RUN_START RUN_SUCCESS RUN_START RUN_SUCCESS" {
+			t.Fatalf("the runs overlapped: %v", order)
+		}
+
+		// A controller that dies (SIGKILL) leaves no lock on the hosts.
+		a = f.controller("ctl-c", "run", slowPlan, "--user", "--events", f.events, "--no-tty", "--service", "db")
+		aOut.Reset()
+		a.Stdout, a.Stderr = &aOut, &aOut
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitSlow(f.host("app1"), a, &aOut)
+		a.Process.Signal(syscall.SIGKILL)
+		a.Wait()
+		b = f.result(f.controller("ctl-b", "run", plan, "--user", "--events", f.events, "--no-tty", "--service", "db", "--lock-wait", "20s"))
+		if b.Code != 0 {
+			t.Fatalf("after the holder died: exit %d\n%s", b.Code, b.Stderr)
 		}
 	})
 

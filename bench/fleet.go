@@ -1,0 +1,237 @@
+package main
+
+// The fleet benchmark (go run ./bench -fleet): 3 hosts × 30 instances made
+// with internal/fakehost (real sshd, real systemd --user managers), against
+// the same 30 services on a local manager. It reports the fixed cost of a
+// host's first connection, the added cost of a remote restart over a local
+// one, and the wall of the whole fleet against its measured bound.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rollout-sh/rollout/executor"
+	"github.com/rollout-sh/rollout/internal/fakehost"
+	"github.com/rollout-sh/rollout/internal/systemdtest"
+	"github.com/rollout-sh/rollout/planner"
+	"github.com/rollout-sh/rollout/steps"
+)
+
+const fleetPerHost = 30
+
+func fleetUnitText() string {
+	return "[Service]\nType=exec\nExecStart=/bin/sleep 3600\n"
+}
+
+func fleetBench() error {
+	work, err := os.MkdirTemp("", "rollout-fleet-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	rollout, err := goBuild(work, "rollout", "github.com/rollout-sh/rollout/cmd/rollout")
+	if err != nil {
+		return err
+	}
+	m, stop, err := systemdtest.StartMain()
+	if err != nil {
+		return fmt.Errorf("starting a systemd --user manager: %w", err)
+	}
+	defer stop()
+	var hosts []*fakehost.Host
+	defer func() {
+		for _, h := range hosts {
+			h.Stop()
+		}
+	}()
+	for _, name := range []string{"bench1", "bench2", "bench3"} {
+		h, err := fakehost.StartHost(name)
+		if err != nil {
+			return fmt.Errorf("fakehost %s: %w", name, err)
+		}
+		hosts = append(hosts, h)
+	}
+	// The same 30 units on every host and on the local manager.
+	var names []string
+	for i := range fleetPerHost {
+		names = append(names, fmt.Sprintf("fb%02d", i))
+	}
+	var script strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&script, "printf '%s' >/srv/cfg/systemd/user/%s.service\n", strings.ReplaceAll(fleetUnitText(), "\n", `\n`), n)
+	}
+	script.WriteString("systemctl --user daemon-reload && systemctl --user start " + strings.Join(names, ".service ") + ".service")
+	for _, h := range hosts {
+		if out, err := h.Run(script.String()); err != nil {
+			return fmt.Errorf("units on %s: %v: %s", h.Name, err, out)
+		}
+	}
+	for _, n := range names {
+		writeFile(filepath.Join(m.UnitDir, n+".service"), fleetUnitText())
+	}
+	ctx := context.Background()
+	conn, err := m.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.ReloadContext(ctx)
+	for _, n := range names {
+		ch := make(chan string, 1)
+		if _, err := conn.StartUnitContext(ctx, n+".service", "replace", ch); err != nil {
+			return err
+		}
+		<-ch
+	}
+
+	// (a) A host's first connection: the ssh master, then systemd over
+	// the bridge (two go-systemd connections, auth, Hello).
+	var first []time.Duration
+	for _, h := range hosts {
+		set, err := steps.NewHostSet(ctx, steps.SSHConfig{})
+		if err != nil {
+			return err
+		}
+		ph := &planner.Host{Name: h.Name, Address: "127.0.0.1", User: "root", Port: h.Port, SSHArgs: h.SSHArgs(), SystemdBus: "unix:path=/srv/run/bus"}
+		host, _ := set.Get(ph)
+		t0 := time.Now()
+		_, err = host.Systemd().Status(ctx, "fb00.service")
+		first = append(first, time.Since(t0))
+		set.Close()
+		if err != nil {
+			return fmt.Errorf("first connection to %s: %w", h.Name, err)
+		}
+	}
+
+	pipeline := `pipeline "default" {
+  step "restart" "restart" {}
+  step "health_check" "verify" {}
+}
+`
+	var local, fleet strings.Builder
+	local.WriteString(pipeline)
+	fleet.WriteString(pipeline)
+	for _, h := range hosts {
+		fleet.WriteString(h.HCL("bench"))
+	}
+	for _, n := range names {
+		fmt.Fprintf(&local, "service %q {\n  unit = %q\n}\n", n, n+".service")
+		fmt.Fprintf(&fleet, "service %q {\n  unit      = %q\n  host_tags = [\"bench\"]\n}\n", n, n+".service")
+	}
+	localPlan := filepath.Join(work, "local.hcl")
+	fleetPlan := filepath.Join(work, "fleet.hcl")
+	writeFile(localPlan, local.String())
+	writeFile(fleetPlan, fleet.String())
+
+	run := func(plan, events string, args ...string) (time.Duration, error) {
+		return timed(func() error {
+			return runEnv(m, rollout, append([]string{"run", plan, "--user", "--no-tty", "--events", events}, args...)...)
+		})
+	}
+	// (b) One restart at a time, local and remote: the restart step's
+	// own duration, per instance.
+	localEv := filepath.Join(work, "local.jsonl")
+	if _, err := run(localPlan, localEv, "--parallel", "1"); err != nil {
+		return err
+	}
+	seqEv := filepath.Join(work, "fleet-seq.jsonl")
+	seqWall, err := run(fleetPlan, seqEv, "--parallel", "1")
+	if err != nil {
+		return err
+	}
+	localSteps, err := stepDurations(localEv)
+	if err != nil {
+		return err
+	}
+	remoteSteps, err := stepDurations(seqEv)
+	if err != nil {
+		return err
+	}
+	// (c) The whole fleet, three at a time: one per host.
+	parEv := filepath.Join(work, "fleet-par.jsonl")
+	parWall, err := run(fleetPlan, parEv, "--parallel", "3")
+	if err != nil {
+		return err
+	}
+	// The bound: the slowest host's first connection plus its instances'
+	// own pipelines one after the other (the sequential run measured
+	// them), since one host's instances share one connection and the
+	// scheduler runs one instance per host at a time here.
+	perHost := map[string]time.Duration{}
+	for inst, d := range remoteSteps.total {
+		host := inst[strings.LastIndexByte(inst, '@')+1:]
+		perHost[host] += d
+	}
+	var bound time.Duration
+	for i, h := range hosts {
+		bound = max(bound, first[i]+perHost[h.Name])
+	}
+
+	lr, rr := remoteSteps.restart, localSteps.restart
+	fmt.Printf("Fleet: %d hosts (fakehost: sshd + systemd --user each) × %d instances; local: the same %d units on a local manager\n\n", len(hosts), fleetPerHost, fleetPerHost)
+	fmt.Printf("%-62s %10s\n", "measure", "value")
+	row := func(name string, d time.Duration) { fmt.Printf("%-62s %10s\n", name, d.Round(100*time.Microsecond)) }
+	for i, h := range hosts {
+		row("(a) first connection to "+h.Name+" (ssh master + D-Bus bridge)", first[i])
+	}
+	row("restart step, local, median", percentile(rr, 50))
+	row("restart step, remote, median", percentile(lr, 50))
+	row("(b) added cost per remote restart, median (target ≤ 15ms)", percentile(lr, 50)-percentile(rr, 50))
+	row("restart step, remote, p90", percentile(lr, 90))
+	row(fmt.Sprintf("fleet, --parallel 1 (%d instances)", len(hosts)*fleetPerHost), seqWall)
+	row("fleet, --parallel 3", parWall)
+	row("bound: slowest host's first connection + its pipelines", bound)
+	fmt.Printf("%-62s %10.3f  (target ≤ 1.10)\n", "(c) --parallel 3 / bound", float64(parWall)/float64(bound))
+	fmt.Println("(d) Ansible: not measured (ansible-core is not installed here).")
+	return nil
+}
+
+type stepFigures struct {
+	restart []time.Duration          // each restart step
+	total   map[string]time.Duration // per instance: SERVICE_RESTART_SUCCESS duration
+}
+
+// stepDurations reads the restart steps' durations and each instance's
+// whole pipeline from an events log.
+func stepDurations(path string) (stepFigures, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return stepFigures{}, err
+	}
+	evs, _, err := executor.ReadEvents(bytes.NewReader(data))
+	if err != nil {
+		return stepFigures{}, err
+	}
+	f := stepFigures{total: map[string]time.Duration{}}
+	for _, e := range evs {
+		switch {
+		case e.Event == executor.StepSuccess && e.Step == "restart" && e.Phase == "":
+			f.restart = append(f.restart, time.Duration(e.DurationMS)*time.Millisecond)
+		case e.Event == executor.ServiceRestartSuccess:
+			f.total[e.Service] = time.Duration(e.DurationMS) * time.Millisecond
+		}
+	}
+	if len(f.restart) == 0 {
+		return f, fmt.Errorf("%s: no restart steps", path)
+	}
+	return f, nil
+}
+
+// runEnv runs a command with the manager's environment, its output kept
+// for the error.
+func runEnv(m *systemdtest.Manager, name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), m.Env()...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", name, err, out.tail())
+	}
+	return nil
+}
