@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/planner"
@@ -121,4 +123,52 @@ func (m LocalMachine) Unit(ctx context.Context, name string) (executor.UnitInfo,
 		return executor.UnitInfo{}, err
 	}
 	return executor.UnitInfo{LoadState: st.LoadState, FragmentPath: st.FragmentPath, NeedDaemonReload: st.NeedDaemonReload}, nil
+}
+
+// HostMachine answers preflight about a host of the plan. Its units are
+// read from the host's manager and its programs looked up there. Paths
+// are not checked on hosts: preflight asks one machine about both ends of
+// a copy, and an rsync's source is on the controller while its target is
+// on the host; the steps check both when they run (an empty source is
+// refused there too).
+type HostMachine struct {
+	Host Host
+}
+
+var _ executor.Machine = HostMachine{}
+
+// Where names the host in messages.
+func (m HostMachine) Where() string { return "host " + m.Host.Name() }
+
+// LookPath finds a program as the host's shell would.
+func (m HostMachine) LookPath(p planner.Program) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	script := `command -v -- "$1" >/dev/null`
+	if strings.Contains(p.Name, "/") {
+		script = `cd -- "${2:-/}" && test -f "$1" && test -x "$1"`
+	}
+	if _, err := output(ctx, m.Host, "sh", "-c", script, "sh", p.Name, p.Dir); err != nil {
+		var hostErr *HostError
+		if errors.As(err, &hostErr) {
+			return err
+		}
+		return errors.New("not found on the host")
+	}
+	return nil
+}
+
+// Dir is not checked on hosts (see HostMachine).
+func (HostMachine) Dir(string) (executor.DirInfo, error) {
+	return executor.DirInfo{Exists: true, IsDir: true}, nil
+}
+
+// FreeSpace is not checked on hosts: it reports no limit.
+func (m HostMachine) FreeSpace(string) (int64, string, error) {
+	return math.MaxInt64, "host " + m.Host.Name(), nil
+}
+
+// Unit reads the unit from the host's manager.
+func (m HostMachine) Unit(ctx context.Context, name string) (executor.UnitInfo, error) {
+	return LocalMachine{Systemd: m.Host.Systemd()}.Unit(ctx, name)
 }

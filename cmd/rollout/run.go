@@ -149,12 +149,14 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 	}
 	deps := steps.Deps{Systemd: sd}
 	var lockHosts func(context.Context, executor.LockHolder) (func(), error)
+	var hostSet *steps.HostSet
 	if len(plan.Hosts) > 0 {
 		hosts, err := opts.Hosts(sdCtx)
 		if err != nil {
 			return usageError("%v", err)
 		}
 		defer hosts.Close()
+		hostSet = hosts
 		deps.Hosts = hosts.Get
 		lockHosts = func(ctx context.Context, holder executor.LockHolder) (func(), error) {
 			return hosts.Lock(ctx, plan.Hosts, holder, opts.LockWait, func(host string, err error) {
@@ -213,7 +215,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		Abort:       abort,
 		Events:      notifier.sink(),
 		Observe:     observe,
-		Preflight:   preflightOptions(opts, sd, nil),
+		Preflight:   preflightOptions(opts, sd, nil, hostSet),
 	})
 	if live != nil {
 		live.Close()
@@ -250,10 +252,15 @@ func runExitCode(errOut io.Writer, res executor.Result, runErr error) int {
 
 // preflightOptions are the checks made before anything changes: every
 // step runs on this machine (sd answers for its units).
-func preflightOptions(opts *RunOptions, sd steps.Backend, sdErr error) *executor.PreflightOptions {
+func preflightOptions(opts *RunOptions, sd steps.Backend, sdErr error, hosts *steps.HostSet) *executor.PreflightOptions {
 	m := steps.LocalMachine{Systemd: sd, Unreachable: sdErr}
 	return &executor.PreflightOptions{
-		Machine:     func(*planner.Service) executor.Machine { return m },
+		Machine: func(svc *planner.Service) executor.Machine {
+			if svc.Host != nil && hosts != nil {
+				return steps.HostMachine{Host: hosts.SSH(svc.Host)}
+			}
+			return m
+		},
 		Force:       opts.Flags.Force,
 		UserManager: opts.User,
 		Warn:        func(s string) { fmt.Fprintf(opts.IO.ErrOut, "rollout: warning: %s\n", s) },
@@ -312,7 +319,7 @@ func dryRun(opts *RunOptions, plan *planner.Plan) error {
 	}
 	// The same checks as a run's, before the listing: a problem is shown
 	// at the end, where it is read.
-	pfErr := executor.Preflight(ctx, plan, *preflightOptions(opts, sd, sdErr))
+	pfErr := executor.Preflight(ctx, plan, *preflightOptions(opts, sd, sdErr, hosts))
 	problems := 0
 	for i, svc := range plan.Services {
 		fmt.Fprintf(w, "\n%d. %s (%s), wave %d\n", i+1, svc.Name, svc.Unit, svc.Wave)
