@@ -151,7 +151,10 @@ func (m HostMachine) LookPath(p planner.Program) error {
 	if _, err := output(ctx, m.Host, "sh", "-c", script, "sh", p.Name, p.Dir); err != nil {
 		var hostErr *HostError
 		if errors.As(err, &hostErr) {
-			return err
+			// A host that cannot be reached is not a missing program:
+			// its instances fail when they run, naming the host, and
+			// the other hosts follow the failure policy.
+			return nil
 		}
 		return errors.New("not found on the host")
 	}
@@ -168,7 +171,13 @@ func (m HostMachine) FreeSpace(string) (int64, string, error) {
 	return math.MaxInt64, "host " + m.Host.Name(), nil
 }
 
-// Unit reads the unit from the host's manager.
+// Unit reads the unit from the host's manager. A manager that cannot be
+// reached leaves the unit unchecked (preflight warns): the instance fails
+// when it runs, naming the host, as when the host goes down mid-run.
 func (m HostMachine) Unit(ctx context.Context, name string) (executor.UnitInfo, error) {
-	return LocalMachine{Systemd: m.Host.Systemd()}.Unit(ctx, name)
+	info, err := LocalMachine{Systemd: m.Host.Systemd()}.Unit(ctx, name)
+	if err != nil && !errors.Is(err, ErrNoSuchUnit) {
+		return info, fmt.Errorf("%w: %v", executor.ErrUnitsUnknown, err)
+	}
+	return info, err
 }

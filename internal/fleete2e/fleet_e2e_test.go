@@ -251,6 +251,7 @@ func indexOf(evs []executor.Event, event, service string) int {
 }
 
 func TestFleetE2E(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t)
 	plan := f.plan(`plan "fleet" {
   max_parallel = 4
@@ -504,6 +505,7 @@ func TestFleetE2E(t *testing.T) {
 // api instance is between its deploy and its end, then `rollout recover`
 // puts every host back.
 func TestFleetRecoverE2E(t *testing.T) {
+	t.Parallel()
 	f := newFleet(t)
 	plan := f.plan(`plan "fleet" {
   max_parallel = 0
