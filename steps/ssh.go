@@ -100,6 +100,27 @@ func (s *HostSet) SSH(h *planner.Host) *SSH {
 	return x
 }
 
+// Warm opens every host's connections at once: the ssh master, then its
+// systemd connection. A run calls it first, so that the hosts' first
+// connections (seconds each through a jump host) overlap instead of
+// adding up in preflight. Failures are not reported here: each step on
+// the host reports its own, naming the host.
+func (s *HostSet) Warm(hosts []*planner.Host) {
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		x := s.SSH(h)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x.ensureMaster()
+			if lb, ok := x.sd.Backend.(*lazyBackend); ok {
+				lb.get()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // Close closes every host's systemd connection and ssh connection and
 // removes the control sockets.
 func (s *HostSet) Close() error {

@@ -413,7 +413,7 @@ func TestFleetE2E(t *testing.T) {
 
 	t.Run("two controllers race for the same hosts", func(t *testing.T) {
 		slow := strings.Replace(readFile(t, plan), `  step "health_check" "verify" {}`, `  step "exec" "slow" {
-    command = ["sh", "-c", "touch /srv/slow-started; sleep 4; rm -f /srv/slow-started"]
+    command = ["sh", "-c", "touch /srv/slow-started; sleep 20; rm -f /srv/slow-started"]
   }
   step "health_check" "verify" {}`, 1)
 		slowPlan := filepath.Join(f.dir, "slow.hcl")
