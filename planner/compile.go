@@ -464,6 +464,17 @@ func (c *compiler) compileService(index int, host *dsl.Host) *Service {
 		if !keep || (c.opts.Run.Force && st.Check) {
 			continue
 		}
+		if host != nil && st.NotOnHosts != "" {
+			// Reported once per service and step: the detail names no host.
+			c.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Step type does not run on hosts",
+				Detail: fmt.Sprintf("Step %q (%s) in pipeline %q cannot act on service %q's instances on its hosts: %s. Run it in a service without hosts, or leave it out of this pipeline.",
+					step.Name, step.Type, pipeline.Name, svc.Name, st.NotOnHosts),
+				Subject: rangePtr(step.TypeRange, step.DeclRange),
+			})
+			continue
+		}
 		ps := &Step{
 			Name:      step.Name,
 			Type:      step.Type,

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hcldec"
 
 	"github.com/rollout-sh/rollout/dsl"
 )
@@ -77,6 +78,9 @@ func TestCompileDiagnostics(t *testing.T) {
 		{name: "service_not_in_plan", opts: func(o *Options) { o.Services = []string{"sso.redis"} }},
 		{name: "unknown_host", opts: func(o *Options) { o.Hosts = []string{"app9"} }},
 		{name: "unused_host", wantPlan: true},
+		{name: "local_step_on_host", opts: func(o *Options) {
+			o.StepTypes["local_only"] = StepType{Name: "local_only", Spec: hcldec.ObjectSpec{}, NotOnHosts: "it reads a file on the machine rollout runs on"}
+		}},
 		{name: "shared_deploy_source", opts: func(o *Options) { o.Run = RunFlags{Deploy: true, DeployPath: "/tmp/release"} }},
 	}
 	for _, tt := range tests {

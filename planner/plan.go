@@ -53,6 +53,11 @@ type StepType struct {
 	// planner refuses a pipeline that takes a service out and never puts
 	// it back: after a successful run it would stay out.
 	Traffic func(args map[string]cty.Value) (TrafficMark, bool)
+	// NotOnHosts, when set, says why the step type cannot act on an
+	// instance on a host of the plan (it works on the machine rollout runs
+	// on only); the planner refuses it in a service that has hosts rather
+	// than let it act on the wrong machine.
+	NotOnHosts string
 }
 
 // TrafficMark is what a load balancer step does to its service's traffic.

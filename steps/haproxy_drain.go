@@ -27,10 +27,11 @@ func haproxyDrainStepType() planner.StepType {
 			// unless asked for.
 			"allow_last": &hcldec.AttrSpec{Name: "allow_last", Type: cty.Bool},
 		}),
-		Rollback: "sets the server to ready after the service is back, waits until HAProxy sees it up",
-		Validate: validateAll(validateHAProxy, validateDurations("timeout")),
-		Estimate: timeoutEstimate(defaultHAProxyTimeout),
-		Traffic:  haproxyTraffic(true),
+		Rollback:   "sets the server to ready after the service is back, waits until HAProxy sees it up",
+		Validate:   validateAll(validateHAProxy, validateDurations("timeout")),
+		Estimate:   timeoutEstimate(defaultHAProxyTimeout),
+		Traffic:    haproxyTraffic(true),
+		NotOnHosts: notOnHostsLB,
 	}
 }
 

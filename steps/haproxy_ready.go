@@ -15,12 +15,13 @@ import (
 // the server again, before the rollback stops the service.
 func haproxyReadyStepType() planner.StepType {
 	return planner.StepType{
-		Name:     TypeHAProxyReady,
-		Spec:     haproxySpec(nil),
-		Rollback: "drains the server again (before the rollback stops the service)",
-		Validate: validateAll(validateHAProxy, validateDurations("timeout")),
-		Estimate: timeoutEstimate(defaultHAProxyTimeout),
-		Traffic:  haproxyTraffic(false),
+		Name:       TypeHAProxyReady,
+		Spec:       haproxySpec(nil),
+		Rollback:   "drains the server again (before the rollback stops the service)",
+		Validate:   validateAll(validateHAProxy, validateDurations("timeout")),
+		Estimate:   timeoutEstimate(defaultHAProxyTimeout),
+		Traffic:    haproxyTraffic(false),
+		NotOnHosts: notOnHostsLB,
 	}
 }
 

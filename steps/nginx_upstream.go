@@ -46,10 +46,11 @@ func nginxUpstreamStepType() planner.StepType {
 			// asked for.
 			"allow_last": &hcldec.AttrSpec{Name: "allow_last", Type: cty.Bool},
 		},
-		Rollback: "sets the server back as it was, tests, reloads (after the service is back for \"down\")",
-		Validate: validateAll(validateNginxUpstream, validateDurations("timeout")),
-		Estimate: timeoutEstimate(defaultNginxTimeout),
-		Traffic:  nginxTraffic,
+		Rollback:   "sets the server back as it was, tests, reloads (after the service is back for \"down\")",
+		Validate:   validateAll(validateNginxUpstream, validateDurations("timeout")),
+		Estimate:   timeoutEstimate(defaultNginxTimeout),
+		Traffic:    nginxTraffic,
+		NotOnHosts: notOnHostsLB,
 	}
 }
 

@@ -42,6 +42,7 @@ func releaseStepType() planner.StepType {
 		// code (--deploy-path DIR on a plan of several services).
 		UniqueArgs: []string{"from", "to"},
 		Validate:   validateAll(validateSharedPaths("shared"), validateKeep("keep")),
+		NotOnHosts: notOnHostsRelease,
 	}
 }
 
@@ -58,6 +59,7 @@ func switchReleaseStepType() planner.StepType {
 		},
 		Rollback:   "points `current` back at the release it left",
 		UniqueArgs: []string{"to"},
+		NotOnHosts: notOnHostsRelease,
 	}
 }
 

@@ -65,6 +65,14 @@ func Types() map[string]planner.StepType {
 	return m
 }
 
+// notOnHostsLB is why the load balancer steps refuse instances on hosts:
+// their socket or configuration path is read on the machine rollout runs
+// on, and a template naming each instance's server does not exist yet.
+const notOnHostsLB = "its load balancer's socket or configuration is a path on the machine rollout runs on, and the plan cannot yet name each instance's server"
+
+// notOnHostsRelease is why the release steps refuse instances on hosts.
+const notOnHostsRelease = "it works on the file system of the machine rollout runs on; deploy to hosts with an rsync step"
+
 // noSystemd are the step types that build without a systemd backend.
 var noSystemd = map[string]bool{
 	TypeExec: true, TypeRsync: true, TypeRelease: true, TypeSwitchRelease: true,
@@ -136,10 +144,10 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 	if err != nil {
 		return nil, err
 	}
-	if b.host.Name() != "" && (step.Type == TypeRelease || step.Type == TypeSwitchRelease) {
-		// These work on the controller's file system; acting there for an
-		// instance on another host would switch the wrong machine's code.
-		return nil, fmt.Errorf("step %q (%s) of %q: this step type does not run on hosts yet; deploy with an rsync step", step.Name, step.Type, svc.Name)
+	if why := Types()[step.Type].NotOnHosts; b.host.Name() != "" && why != "" {
+		// The planner refuses these (StepType.NotOnHosts); this guards a
+		// plan built without the check, which would act on the wrong machine.
+		return nil, fmt.Errorf("step %q (%s) of %q does not run on host %s: %s", step.Name, step.Type, svc.Name, b.host.Name(), why)
 	}
 	needsSystemd := !noSystemd[step.Type]
 	if needsSystemd && b.sd == nil {
