@@ -80,6 +80,13 @@ func statusRun(opts *StatusOptions) error {
 		return err
 	}
 	plan := c.Plan
+	for _, svc := range plan.Services {
+		if svc.Host != nil {
+			// Reading the local manager for an instance on another machine
+			// would report the wrong unit.
+			return &exitError{code: exitUsage, err: fmt.Errorf("status of instances on hosts (%s) is not supported yet", svc.Name)}
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	defer cancel()
