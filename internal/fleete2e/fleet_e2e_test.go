@@ -185,13 +185,15 @@ func (f *fleet) command(args ...string) *exec.Cmd {
 }
 
 // controller is a rollout process of a controller whose own lock and
-// journal are in dir (--user with a private runtime directory): two
-// controllers share nothing but the hosts.
+// journal are in dir: --user keys them on the user bus's socket path (the
+// lock beside it) and on XDG_STATE_HOME, so two controllers share nothing
+// but the hosts. No local service runs, so nothing listens on that bus.
 func (f *fleet) controller(dir string, args ...string) *exec.Cmd {
 	dir = filepath.Join(f.dir, dir)
 	os.MkdirAll(dir, 0o700)
 	cmd := exec.Command(buildRollout(f.t), args...)
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+dir, "NO_COLOR=1")
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+dir, "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(dir, "bus"),
+		"XDG_STATE_HOME="+filepath.Join(dir, "state"), "NO_COLOR=1")
 	cmd.Dir = f.dir
 	return cmd
 }
