@@ -88,10 +88,13 @@ type fleet struct {
 }
 
 // fleetUnit runs while /srv/NAME/VERSION is not "broken": a release that
-// cannot start fails the unit at once (Type=exec), as a bad deploy does.
+// cannot start fails its start job (the check is ExecStartPre, which the
+// job waits for), as a bad deploy does. A check in ExecStart would race:
+// Type=exec's job is done once the shell is exec'd, before it exits.
 const fleetUnit = `[Service]
 Type=exec
-ExecStart=/bin/sh -c 'test "$(cat /srv/%[1]s/VERSION)" != broken && exec sleep 600'
+ExecStartPre=/bin/sh -c 'test "$(cat /srv/%[1]s/VERSION)" != broken'
+ExecStart=/bin/sleep 600
 `
 
 func newFleet(t *testing.T) *fleet {
