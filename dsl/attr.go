@@ -23,7 +23,7 @@ func evalAttr(attr *hcl.Attribute, ctx *hcl.EvalContext) (cty.Value, bool, hcl.D
 }
 
 func evalExpr(expr hcl.Expression, ctx *hcl.EvalContext) (cty.Value, bool, hcl.Diagnostics) {
-	diags := stepOnlyReferences(expr)
+	diags := stepOnlyReferences(expr, ctx)
 	if diags.HasErrors() {
 		return cty.NilVal, false, diags
 	}
@@ -36,12 +36,21 @@ func evalExpr(expr hcl.Expression, ctx *hcl.EvalContext) (cty.Value, bool, hcl.D
 	return val, true, diags
 }
 
-// stepOnlyReferences reports every run.* and service.* reference in expr.
-func stepOnlyReferences(expr hcl.Expression) hcl.Diagnostics {
+// stepOnlyReferences reports every run.* and service.* reference in expr,
+// except service.* where ctx binds it (an instance's health check or
+// canary analysis, checked with a sample instance).
+func stepOnlyReferences(expr hcl.Expression, ctx *hcl.EvalContext) hcl.Diagnostics {
 	var diags hcl.Diagnostics
+	serviceBound := false
+	if ctx != nil {
+		_, serviceBound = ctx.Variables[rootService]
+	}
 	for _, t := range expr.Variables() {
 		root := t.RootName()
 		if root != rootRun && root != rootService {
+			continue
+		}
+		if root == rootService && serviceBound {
 			continue
 		}
 		diags = append(diags, &hcl.Diagnostic{

@@ -138,6 +138,20 @@ type Service struct {
 	Serial      []Amount
 	SerialRange hcl.Range
 
+	// Instances are the instances of a template unit ("api@.service"):
+	// `instances = ["1", "2"]`, or a count N for "1".."N". Each runs as
+	// unit "api@NAME.service", on every host of the service.
+	Instances      []string
+	InstancesSet   bool
+	InstancesRange hcl.Range
+	// PortExpr is the `port` attribute, kept unevaluated: it may read
+	// service.instance and service.instance_index, or be a map from
+	// instance name to port; see InstancePort. Expressions read it as
+	// service.port.
+	PortExpr hcl.Expression
+	// Canary is the service's canary block, nil when it has none.
+	Canary *Canary
+
 	NameRange     hcl.Range
 	UnitRange     hcl.Range
 	TypeRange     hcl.Range
@@ -195,8 +209,8 @@ type Health struct {
 	// exec
 	Command []string
 	// URLExpr, AddressExpr and CommandExpr are kept when url, address or
-	// command read host.*: the planner evaluates them for each host (the
-	// fields above then hold the value for a placeholder host).
+	// command read host.* or service.*: the planner evaluates them for each
+	// instance (the fields above then hold the value for a sample one).
 	URLExpr     hcl.Expression
 	AddressExpr hcl.Expression
 	CommandExpr hcl.Expression

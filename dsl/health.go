@@ -40,7 +40,11 @@ var healthRequired = map[string]string{
 
 // decodeHealthBlock decodes a service's health block. It returns nil when
 // the kind is unknown, after reporting it.
-func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Health, hcl.Diagnostics) {
+//
+// svc is the service it belongs to, decoded up to its blocks: url, address
+// and command may read service.* (service.port, service.instance), checked
+// here with the service's first instance.
+func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext, svc *Service) (*Health, hcl.Diagnostics) {
 	h := &Health{
 		Kind:      block.Labels[0],
 		KindRange: block.LabelRanges[0],
@@ -82,15 +86,15 @@ func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Health, hcl.Dia
 		}
 	}
 
-	// url, address and command may read host.*: they are checked here
-	// with a placeholder host and kept for the planner, which evaluates
-	// them for each host.
+	// url, address and command may read host.* and service.*: they are
+	// checked here with a placeholder host and the first instance, and
+	// kept for the planner, which evaluates them for each instance.
 	hostCtx := func(attr *hcl.Attribute, keep *hcl.Expression) *hcl.EvalContext {
-		if !refersToHost(attr.Expr) {
+		if !refersToInstance(attr.Expr) {
 			return ctx
 		}
 		*keep = attr.Expr
-		return withSampleHost(ctx)
+		return withSampleInstance(ctx, svc)
 	}
 	if attr, ok := content.Attributes["url"]; ok {
 		if s, ok, more := attrString(attr, hostCtx(attr, &h.URLExpr)); ok {

@@ -25,9 +25,12 @@ var serviceSchema = &hcl.BodySchema{
 		{Name: "host_tags"},
 		{Name: "max_unavailable"},
 		{Name: "serial"},
+		{Name: "instances"},
+		{Name: "port"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockHealth, LabelNames: []string{"kind"}},
+		{Type: blockCanary},
 	},
 }
 
@@ -126,8 +129,45 @@ func decodeServiceBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Service, hcl.D
 		}
 	}
 
+	if attr, ok := content.Attributes["instances"]; ok {
+		diags = append(diags, decodeInstances(s, attr, ctx)...)
+	}
+	diags = append(diags, checkTemplate(s)...)
+	if attr, ok := content.Attributes["port"]; ok {
+		s.PortExpr = attr.Expr
+		// Checked for every instance here; the planner evaluates it again
+		// for each.
+		insts := s.Instances
+		if len(insts) == 0 {
+			insts = []string{""}
+		}
+		for i, name := range insts {
+			_, more := s.InstancePort(ctx, Instance{Name: name, Index: i})
+			diags = append(diags, more...)
+			if more.HasErrors() {
+				s.PortExpr = nil
+				break
+			}
+		}
+	}
+
 	for _, hb := range content.Blocks {
-		h, more := decodeHealthBlock(hb, ctx)
+		if hb.Type == blockCanary {
+			c, more := decodeCanaryBlock(hb, ctx, s)
+			diags = append(diags, more...)
+			if s.Canary != nil {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Duplicate canary block",
+					Detail:   fmt.Sprintf("Service %q already has a canary block at %s. A service has at most one canary; remove one of them.", s.Name, s.Canary.DeclRange),
+					Subject:  hb.DefRange.Ptr(),
+				})
+				continue
+			}
+			s.Canary = c
+			continue
+		}
+		h, more := decodeHealthBlock(hb, ctx, s)
 		diags = append(diags, more...)
 		if s.Health != nil {
 			diags = append(diags, &hcl.Diagnostic{

@@ -47,12 +47,13 @@ func Compile(cfg *dsl.Config, opts Options) (*Plan, hcl.Diagnostics) {
 	c.resolveHosts()
 	services := make([]*Service, len(c.services))
 	for i := range c.services {
-		services[i] = c.compileService(i, c.firstHost(i))
+		services[i] = c.compileService(i, c.firstHost(i), c.firstInstance(i))
 	}
 	c.warnUnusedPipelines()
 	block, selected := c.selectServices(graph, acyclic)
 	c.checkUniqueArgs(services, selected)
 	c.checkTrafficRestored(services, selected)
+	c.checkCanaries()
 	if c.diags.HasErrors() {
 		return nil, c.diags
 	}
@@ -406,22 +407,28 @@ func (c *compiler) reportCycle(cycle []string) {
 //
 // host is the host the instance runs on, bound to host.* in step
 // arguments and health url, address and command; nil is where rollout runs.
-func (c *compiler) compileService(index int, host *dsl.Host) *Service {
+// inst is the instance of a template unit (service.instance,
+// service.instance_index, service.port); its zero value for a service
+// without instances.
+func (c *compiler) compileService(index int, host *dsl.Host, inst dsl.Instance) *Service {
 	svc := c.services[index]
 	out := &Service{
-		Name:       svc.Name,
-		Service:    svc.Name,
-		Unit:       svc.Unit,
-		Type:       svc.Type,
-		WorkingDir: svc.WorkingDir,
-		Tags:       slices.Clone(svc.Tags),
-		Health:     c.health(svc.Health),
-		DeclRange:  svc.DeclRange,
+		Name:          svc.Name,
+		Service:       svc.Name,
+		Instance:      inst.Name,
+		InstanceIndex: inst.Index,
+		Port:          inst.Port,
+		Unit:          dsl.InstanceUnit(svc.Unit, inst.Name),
+		Type:          svc.Type,
+		WorkingDir:    svc.WorkingDir,
+		Tags:          slices.Clone(svc.Tags),
+		Health:        c.health(svc.Health),
+		DeclRange:     svc.DeclRange,
 	}
 	if host != nil {
 		out.Host = plannerHost(host)
 	}
-	c.hostHealth(out.Health, svc.Health, host)
+	c.instanceHealth(out.Health, svc, host, inst)
 	if deps := c.deps[index]; len(deps) > 0 {
 		out.DependsOn = make([]string, len(deps))
 		for k, j := range deps {
@@ -446,7 +453,7 @@ func (c *compiler) compileService(index int, host *dsl.Host) *Service {
 		if info.perService {
 			if ctx == nil {
 				ctx = c.base.NewChild()
-				ctx.Variables = map[string]cty.Value{"service": dsl.ServiceValue(svc), "host": dsl.HostValue(host)}
+				ctx.Variables = map[string]cty.Value{"service": dsl.InstanceValue(svc, inst), "host": dsl.HostValue(host)}
 			}
 			keep, args = c.evalStep(step, info, ctx)
 		} else {

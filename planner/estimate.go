@@ -35,6 +35,15 @@ func (p *Plan) Estimate() Estimate {
 		for _, step := range svc.Steps {
 			d = d.Add(step.Estimate)
 		}
+		// A canary's observation holds back the rest of its service: it
+		// counts as part of each canary instance. A person's promotion
+		// may take up to its timeout.
+		if c := p.CanaryOf(svc.Name); c != nil {
+			d = d.Add(Span{Typical: c.Observe, Worst: c.Observe})
+			if !c.AutoPromote {
+				d.Worst += c.PromoteTimeout
+			}
+		}
 		e.Services[svc.Name] = d
 		e.Sequential = e.Sequential.Add(d)
 		g.Add(svc.Name)

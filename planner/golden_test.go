@@ -81,6 +81,7 @@ func TestCompileDiagnostics(t *testing.T) {
 		{name: "local_step_on_host", opts: func(o *Options) {
 			o.StepTypes["local_only"] = StepType{Name: "local_only", Spec: hcldec.ObjectSpec{}, NotOnHosts: "it reads a file on the machine rollout runs on"}
 		}},
+		{name: "bad_canary"},
 		{name: "shared_deploy_source", opts: func(o *Options) { o.Run = RunFlags{Deploy: true, DeployPath: "/tmp/release"} }},
 	}
 	for _, tt := range tests {
@@ -107,7 +108,7 @@ func TestCompileDiagnostics(t *testing.T) {
 }
 
 func TestRenderGolden(t *testing.T) {
-	for _, dir := range []string{"show", "show_fleet"} {
+	for _, dir := range []string{"show", "show_fleet", "show_instances"} {
 		t.Run(dir, func(t *testing.T) { testRenderGolden(t, dir) })
 	}
 }

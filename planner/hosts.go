@@ -14,10 +14,21 @@ import (
 
 // InstanceName names a service's instance on a host.
 func InstanceName(service, host string) string {
-	if host == "" {
-		return service
+	return InstanceKey(service, "", host)
+}
+
+// InstanceKey names one instance of a service: "SERVICE", "SERVICE:INSTANCE"
+// for an instance of a template unit, "SERVICE@HOST" on a host, and
+// "SERVICE:INSTANCE@HOST" for both.
+func InstanceKey(service, instance, host string) string {
+	name := service
+	if instance != "" {
+		name += ":" + instance
 	}
-	return service + "@" + host
+	if host != "" {
+		name += "@" + host
+	}
+	return name
 }
 
 func plannerHost(h *dsl.Host) *Host {
@@ -132,13 +143,14 @@ func (c *compiler) firstHost(i int) *dsl.Host {
 	return c.hostsOf[i][0]
 }
 
-// hostHealth evaluates the health attributes that read host.* for host.
-func (c *compiler) hostHealth(out *Health, h *dsl.Health, host *dsl.Host) {
+// instanceHealth evaluates the health attributes that read host.* or
+// service.* for one instance on host.
+func (c *compiler) instanceHealth(out *Health, svc *dsl.Service, host *dsl.Host, inst dsl.Instance) {
+	h := svc.Health
 	if h == nil || (h.URLExpr == nil && h.AddressExpr == nil && h.CommandExpr == nil) {
 		return
 	}
-	ctx := c.base.NewChild()
-	ctx.Variables = map[string]cty.Value{"host": dsl.HostValue(host)}
+	ctx := c.instanceContext(svc, host, inst)
 	str := func(expr hcl.Expression) (string, bool) {
 		v, diags := expr.Value(ctx)
 		c.add(diags...)
@@ -179,12 +191,47 @@ func (c *compiler) hostHealth(out *Health, h *dsl.Health, host *dsl.Host) {
 	}
 }
 
-// expandInstances turns every planned service that runs on hosts into one
-// instance per host (narrowed by --host), makes each instance wait for all
-// instances of the services it needs, adds the serial batches and the
-// max_unavailable limits, and recomputes order and waves over instances.
+// instanceContext binds host.* and service.* (with its instance) for one
+// instance.
+func (c *compiler) instanceContext(svc *dsl.Service, host *dsl.Host, inst dsl.Instance) *hcl.EvalContext {
+	ctx := c.base.NewChild()
+	ctx.Variables = map[string]cty.Value{"host": dsl.HostValue(host), "service": dsl.InstanceValue(svc, inst)}
+	return ctx
+}
+
+// instancesOf lists the template instances of the service at index i,
+// with their ports; a service without instances has one, the zero
+// Instance.
+func (c *compiler) instancesOf(i int) []dsl.Instance {
+	svc := c.services[i]
+	if len(svc.Instances) == 0 {
+		return []dsl.Instance{{}}
+	}
+	out := make([]dsl.Instance, len(svc.Instances))
+	for k, name := range svc.Instances {
+		out[k] = dsl.Instance{Name: name, Index: k}
+		port, diags := svc.InstancePort(c.base, out[k])
+		c.add(diags...)
+		out[k].Port = port
+	}
+	return out
+}
+
+func (c *compiler) firstInstance(i int) dsl.Instance {
+	return c.instancesOf(i)[0]
+}
+
+// expandInstances turns every planned service that runs on hosts or has
+// template instances into one instance per (host, instance) (narrowed by
+// --host), makes each instance wait for all instances of the services it
+// needs, adds the serial batches, the canary and the max_unavailable
+// limits, and recomputes order and waves over instances.
 func (c *compiler) expandInstances(plan *Plan) {
-	if len(c.hostNames) == 0 {
+	anyInstances := false
+	for _, svc := range c.services {
+		anyInstances = anyInstances || len(svc.Instances) > 0
+	}
+	if len(c.hostNames) == 0 && !anyInstances {
 		return
 	}
 	var narrow map[string]bool
@@ -200,12 +247,19 @@ func (c *compiler) expandInstances(plan *Plan) {
 	for _, svc := range plan.Services {
 		idx := c.serviceIndex[svc.Name]
 		hosts := c.hostsOf[idx]
-		if len(hosts) == 0 {
+		templ := c.instancesOf(idx)
+		if len(hosts) == 0 && len(c.services[idx].Instances) == 0 {
 			if narrow == nil {
 				byService[svc.Name] = []*Service{svc}
 				out = append(out, svc)
 			}
 			continue
+		}
+		if len(hosts) == 0 {
+			if narrow != nil {
+				continue
+			}
+			hosts = []*dsl.Host{nil}
 		}
 		// The first instance reuses svc, whose Name changes below: keep
 		// what every instance shares first.
@@ -215,16 +269,22 @@ func (c *compiler) expandInstances(plan *Plan) {
 			if narrow != nil && !narrow[h.Name] {
 				continue
 			}
-			inst := svc
-			if k > 0 || svc.Host == nil || svc.Host.Name != h.Name {
-				inst = c.compileService(idx, h)
-				inst.Wave = svc.Wave
+			hostName := ""
+			if h != nil {
+				hostName = h.Name
+				usedHosts[h.Name] = true
 			}
-			inst.Name = InstanceName(base, h.Name)
-			inst.Service = base
-			inst.Needs = needs
-			usedHosts[h.Name] = true
-			insts = append(insts, inst)
+			for t, ti := range templ {
+				inst := svc
+				if k > 0 || t > 0 || svc.HostName() != hostName {
+					inst = c.compileService(idx, h, ti)
+					inst.Wave = svc.Wave
+				}
+				inst.Name = InstanceKey(base, ti.Name, hostName)
+				inst.Service = base
+				inst.Needs = needs
+				insts = append(insts, inst)
+			}
 		}
 		c.addBatches(plan, c.services[idx], insts)
 		byService[base] = insts
@@ -299,17 +359,34 @@ func (c *compiler) expandInstances(plan *Plan) {
 }
 
 // addBatches splits a service's instances into its serial batches, each
-// batch after the previous one, and limits how many are down at once.
+// batch after the previous one, and limits how many are down at once. A
+// service with template instances and no max_unavailable restarts them
+// one at a time: all at once would be the outage instances are there to
+// avoid. A canary's instances come first, as a batch of their own, and
+// the serial batches split the rest.
 func (c *compiler) addBatches(plan *Plan, svc *dsl.Service, insts []*Service) {
-	if svc.MaxUnavailableSet && len(insts) > 0 {
+	switch {
+	case svc.MaxUnavailableSet && len(insts) > 0:
 		plan.Batches = append(plan.Batches, Batch{
 			Services:       []string{svc.Name},
 			MaxUnavailable: svc.MaxUnavailable.Of(len(insts)),
 		})
+	case len(svc.Instances) > 0 && len(insts) > 1:
+		plan.Batches = append(plan.Batches, Batch{
+			Services:       []string{svc.Name},
+			MaxUnavailable: 1,
+		})
+	}
+	var prev []string
+	if svc.Canary != nil && len(insts) > 1 {
+		n := min(svc.Canary.Count.Of(len(insts)), len(insts)-1)
+		cn := c.canary(svc, insts[:n], insts[n:])
+		plan.Canaries = append(plan.Canaries, cn)
+		prev = cn.Canaries
+		insts = insts[n:]
 	}
 	batches := SerialBatches(svc.Serial, len(insts))
 	start := 0
-	var prev []string
 	for _, size := range batches {
 		var cur []string
 		for _, inst := range insts[start : start+size] {

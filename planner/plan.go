@@ -10,6 +10,7 @@ package planner
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -132,6 +133,9 @@ type Plan struct {
 	// Hosts are the hosts the plan's instances run on, in declaration
 	// order.
 	Hosts []*Host
+	// Canaries are the canary phases of the plan's services with a canary
+	// block, in plan order.
+	Canaries []*Canary
 
 	DeclRange hcl.Range // the plan block, or the root file's start
 }
@@ -161,12 +165,19 @@ type Service struct {
 	// Service is the service's name as declared (Name without "@HOST").
 	Service string
 	// Host is the host the instance runs on; nil runs where rollout runs.
-	Host       *Host
-	Unit       string
-	Type       string
-	Pipeline   string
-	WorkingDir string
-	Tags       []string
+	Host *Host
+	// Instance is the instance of a template unit ("2" of
+	// "api@.service"), "" for a service without instances; InstanceIndex
+	// is its 0-based position in the service's instances, and Port the
+	// service's port for it (0 when the service has none).
+	Instance      string
+	InstanceIndex int
+	Port          int
+	Unit          string
+	Type          string
+	Pipeline      string
+	WorkingDir    string
+	Tags          []string
 	// DependsOn lists all declared dependencies; Needs only those that are
 	// selected in this plan (the executor waits for Needs).
 	DependsOn []string
@@ -266,6 +277,80 @@ type Batch struct {
 	Tags           []string
 	Services       []string
 	MaxUnavailable int
+}
+
+// Canary is the canary phase of one service: the instances in Canaries
+// restart first and are observed for Observe, running Checks every
+// Interval; then they are promoted (at once with AutoPromote, else when a
+// person confirms within PromoteTimeout) and Rest restart. A failed check
+// rolls back the canaries only, and Rest are never started.
+type Canary struct {
+	Service        string   // the declared service
+	Canaries       []string // instance names (Service.Name), in plan order
+	Rest           []string
+	Observe        time.Duration
+	Interval       time.Duration
+	AutoPromote    bool
+	PromoteTimeout time.Duration
+	Checks         []*Check
+	DeclRange      hcl.Range
+}
+
+// Check kinds of a canary's observation.
+const (
+	CheckHealth = "health" // the instance's own health check, one attempt
+	CheckHTTP   = "http"
+	CheckExec   = "exec"
+)
+
+// Check is one check of a canary's observation, resolved for one canary
+// instance (Instance), or for all of them when Instance is "" (the check
+// reads nothing of the instance, so it is run once).
+type Check struct {
+	Kind     string
+	Instance string
+	// http: status ExpectStatus (any 2xx when 0); with JSONPath, the
+	// number there at most Max and at least Min.
+	URL          string
+	ExpectStatus int
+	JSONPath     string
+	Max, Min     *float64
+	// exec: Command exits 0. It runs on the instance's host.
+	Command   []string
+	Timeout   time.Duration
+	DeclRange hcl.Range
+}
+
+// Describe says what the check checks, for plan show and events.
+func (c *Check) Describe() string {
+	var s string
+	switch c.Kind {
+	case CheckHealth:
+		s = "health of " + c.Instance
+		return s
+	case CheckHTTP:
+		s = "http " + c.URL
+		if c.ExpectStatus != 0 {
+			s += fmt.Sprintf(" status %d", c.ExpectStatus)
+		}
+		if c.JSONPath != "" {
+			s += " " + c.JSONPath
+			if c.Min != nil {
+				s += fmt.Sprintf(" >= %g", *c.Min)
+			}
+			if c.Max != nil {
+				s += fmt.Sprintf(" <= %g", *c.Max)
+			}
+		}
+	case CheckExec:
+		s = "exec " + strings.Join(c.Command, " ")
+	default:
+		s = c.Kind
+	}
+	if c.Instance != "" {
+		s += " (" + c.Instance + ")"
+	}
+	return s
 }
 
 // Host is a machine instances run on, reached with the user's ssh.

@@ -51,6 +51,9 @@ func RenderText(w io.Writer, p *Plan) error {
 		}
 		b.WriteString("\n")
 	}
+	for _, c := range p.Canaries {
+		writeCanaryText(&b, c)
+	}
 	byName := servicesByName(p)
 	for i, wave := range p.Waves {
 		fmt.Fprintf(&b, "\nWave %d\n", i+1)
@@ -59,7 +62,7 @@ func RenderText(w io.Writer, p *Plan) error {
 			if svc == nil {
 				continue
 			}
-			writeServiceText(&b, svc, est.Services[name])
+			writeServiceText(&b, p, svc, est.Services[name])
 		}
 	}
 	b.WriteString("\n")
@@ -72,10 +75,20 @@ func RenderText(w io.Writer, p *Plan) error {
 	return err
 }
 
-func writeServiceText(b *strings.Builder, svc *Service, estimate Span) {
+func writeServiceText(b *strings.Builder, p *Plan, svc *Service, estimate Span) {
 	fmt.Fprintf(b, "  %s\n", svc.Name)
 	if svc.Host != nil {
 		fmt.Fprintf(b, "    host:       %s (%s)\n", svc.Host.Name, svc.Host.Destination())
+	}
+	if svc.Instance != "" {
+		fmt.Fprintf(b, "    instance:   %s", svc.Instance)
+		if svc.Port != 0 {
+			fmt.Fprintf(b, " (port %d)", svc.Port)
+		}
+		b.WriteString("\n")
+	}
+	if c := p.CanaryOf(svc.Name); c != nil {
+		fmt.Fprintf(b, "    canary:     yes, observed %s before the rest of %s\n", c.Observe, c.Service)
 	}
 	fmt.Fprintf(b, "    unit:       %s\n", svc.Unit)
 	if svc.Type != "" {
@@ -90,7 +103,11 @@ func writeServiceText(b *strings.Builder, svc *Service, estimate Span) {
 		fmt.Fprintf(b, "    waits for:  %s\n", listOrDash(svc.Needs))
 	}
 	if len(svc.After) > 0 {
-		fmt.Fprintf(b, "    after:      %s (the batch before)\n", strings.Join(svc.After, ", "))
+		why := "the batch before"
+		if p.promotes(svc.After[0], svc.Name) {
+			why = "the canary, once promoted"
+		}
+		fmt.Fprintf(b, "    after:      %s (%s)\n", strings.Join(svc.After, ", "), why)
 	}
 	fmt.Fprintf(b, "    health:     %s\n", healthText(svc.Health))
 	fmt.Fprintf(b, "    estimate:   %s\n", estimate)
@@ -113,6 +130,35 @@ func writeServiceText(b *strings.Builder, svc *Service, estimate Span) {
 		}
 		b.WriteString("\n")
 	}
+}
+
+func writeCanaryText(b *strings.Builder, c *Canary) {
+	promote := "promoted automatically"
+	if !c.AutoPromote {
+		promote = fmt.Sprintf("promoted by a person (rollout promote RUN_ID) within %s", c.PromoteTimeout)
+	}
+	fmt.Fprintf(b, "  canary %s: %s first, observed %s every %s, %s, then %s\n",
+		c.Service, strings.Join(c.Canaries, ", "), c.Observe, c.Interval, promote, strings.Join(c.Rest, ", "))
+	for _, ch := range c.Checks {
+		fmt.Fprintf(b, "    check: %s\n", ch.Describe())
+	}
+}
+
+// CanaryOf returns the canary phase name is a canary instance of, or nil.
+func (p *Plan) CanaryOf(name string) *Canary {
+	for _, c := range p.Canaries {
+		if slices.Contains(c.Canaries, name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// promotes reports whether the edge prev → next is a canary's promotion:
+// next is one of the instances that wait for it.
+func (p *Plan) promotes(prev, next string) bool {
+	c := p.CanaryOf(prev)
+	return c != nil && slices.Contains(c.Rest, next)
 }
 
 func writeNotificationText(b *strings.Builder, n Notification) {

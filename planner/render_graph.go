@@ -51,6 +51,9 @@ func RenderDOT(w io.Writer, p *Plan) error {
 			if svc := byName[name]; svc != nil {
 				unit = svc.Unit
 			}
+			if p.CanaryOf(name) != nil {
+				unit += "\ncanary"
+			}
 			attrs := fmt.Sprintf("label=%s", dotQuote(name+"\n"+unit))
 			if critNodes[name] {
 				attrs += ", color=red, penwidth=2"
@@ -69,7 +72,11 @@ func RenderDOT(w io.Writer, p *Plan) error {
 		}
 		// A serial batch waits for the one before it, failed or not.
 		for _, prev := range svc.After {
-			fmt.Fprintf(&b, "  %s -> %s [style=dashed, label=\"batch\"];\n", dotQuote(prev), dotQuote(svc.Name))
+			label := "batch"
+			if p.promotes(prev, svc.Name) {
+				label = "promote"
+			}
+			fmt.Fprintf(&b, "  %s -> %s [style=dashed, label=%s];\n", dotQuote(prev), dotQuote(svc.Name), dotQuote(label))
 		}
 	}
 	b.WriteString("}\n")
@@ -107,7 +114,11 @@ func RenderMermaid(w io.Writer, p *Plan) error {
 			if svc == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "    %s[\"%s<br/>%s\"]\n", id[name], mermaidText(name), mermaidText(svc.Unit))
+			unit := mermaidText(svc.Unit)
+			if p.CanaryOf(name) != nil {
+				unit += "<br/>canary"
+			}
+			fmt.Fprintf(&b, "    %s[\"%s<br/>%s\"]\n", id[name], mermaidText(name), unit)
 		}
 		b.WriteString("  end\n")
 	}
@@ -122,7 +133,11 @@ func RenderMermaid(w io.Writer, p *Plan) error {
 			link++
 		}
 		for _, prev := range svc.After {
-			fmt.Fprintf(&b, "  %s -. batch .-> %s\n", id[prev], id[svc.Name])
+			label := "batch"
+			if p.promotes(prev, svc.Name) {
+				label = "promote"
+			}
+			fmt.Fprintf(&b, "  %s -. %s .-> %s\n", id[prev], label, id[svc.Name])
 			link++
 		}
 	}

@@ -22,6 +22,7 @@ type (
 		Batches      []jsonBatch         `json:"batches,omitempty"`
 		Notify       []jsonNotify        `json:"notify,omitempty"`
 		Hosts        []jsonHost          `json:"hosts,omitempty"`
+		Canaries     []jsonCanary        `json:"canaries,omitempty"`
 		Services     []jsonService       `json:"services"`
 		Order        []string            `json:"order"`
 		Waves        [][]string          `json:"waves"`
@@ -54,11 +55,34 @@ type (
 		Tags       []string `json:"tags"`
 		Instances  []string `json:"instances"`
 	}
+	jsonCanary struct {
+		Service        string      `json:"service"`
+		Canaries       []string    `json:"canaries"`
+		Rest           []string    `json:"rest"`
+		Observe        string      `json:"observe"`
+		Interval       string      `json:"interval"`
+		AutoPromote    bool        `json:"auto_promote"`
+		PromoteTimeout string      `json:"promote_timeout"`
+		Checks         []jsonCheck `json:"checks"`
+	}
+	jsonCheck struct {
+		Kind         string   `json:"kind"`
+		Instance     string   `json:"instance,omitempty"`
+		URL          string   `json:"url,omitempty"`
+		ExpectStatus int      `json:"expect_status,omitempty"`
+		JSONPath     string   `json:"json_path,omitempty"`
+		Max          *float64 `json:"max,omitempty"`
+		Min          *float64 `json:"min,omitempty"`
+		Command      []string `json:"command,omitempty"`
+		Timeout      string   `json:"timeout"`
+	}
 	jsonService struct {
 		Name       string     `json:"name"`
-		Service    string     `json:"service,omitempty"` // an instance's service
-		Host       string     `json:"host,omitempty"`    // an instance's host
-		After      []string   `json:"after,omitempty"`   // the serial batch before
+		Service    string     `json:"service,omitempty"`  // an instance's service
+		Host       string     `json:"host,omitempty"`     // an instance's host
+		Instance   string     `json:"instance,omitempty"` // an instance of a template unit
+		Port       int        `json:"port,omitempty"`     // the service's port for the instance
+		After      []string   `json:"after,omitempty"`    // the serial batch before
 		Unit       string     `json:"unit"`
 		Type       string     `json:"type"`
 		Pipeline   string     `json:"pipeline"`
@@ -137,6 +161,15 @@ func RenderJSON(w io.Writer, p *Plan) error {
 		}
 		out.Hosts = append(out.Hosts, jh)
 	}
+	for _, c := range p.Canaries {
+		jc := jsonCanary{Service: c.Service, Canaries: nonNil(c.Canaries), Rest: nonNil(c.Rest), Observe: c.Observe.String(),
+			Interval: c.Interval.String(), AutoPromote: c.AutoPromote, PromoteTimeout: c.PromoteTimeout.String(), Checks: []jsonCheck{}}
+		for _, ch := range c.Checks {
+			jc.Checks = append(jc.Checks, jsonCheck{Kind: ch.Kind, Instance: ch.Instance, URL: ch.URL, ExpectStatus: ch.ExpectStatus,
+				JSONPath: ch.JSONPath, Max: ch.Max, Min: ch.Min, Command: ch.Command, Timeout: ch.Timeout.String()})
+		}
+		out.Canaries = append(out.Canaries, jc)
+	}
 	for _, n := range p.Notifications {
 		out.Notify = append(out.Notify, jsonNotify{
 			Kind: n.Kind, Name: n.Name, URL: n.URL, URLFromEnv: n.URLFromEnv, Events: nonNil(n.Events),
@@ -147,6 +180,8 @@ func RenderJSON(w io.Writer, p *Plan) error {
 		js := jsonService{
 			Name:       svc.Name,
 			Host:       svc.HostName(),
+			Instance:   svc.Instance,
+			Port:       svc.Port,
 			After:      svc.After,
 			Unit:       svc.Unit,
 			Type:       svc.Type,
@@ -158,7 +193,7 @@ func RenderJSON(w io.Writer, p *Plan) error {
 			Tags:       nonNil(svc.Tags),
 			Steps:      make([]jsonStep, 0, len(svc.Steps)),
 		}
-		if svc.Host != nil {
+		if svc.Host != nil || svc.Instance != "" {
 			js.Service = svc.ServiceName()
 		}
 		if h := svc.Health; h != nil {
