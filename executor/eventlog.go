@@ -135,6 +135,8 @@ type emitter struct {
 	// hosts maps an instance's name to its host, so that every event
 	// about an instance on a host says which host.
 	hosts map[string]string
+	// instances maps an instance of a template unit to its instance name.
+	instances map[string]string
 
 	written  int
 	lost     int
@@ -202,6 +204,24 @@ func (e *emitter) addHost(ev *Event) {
 	if ev.Host == "" && ev.Service != "" {
 		ev.Host = e.hosts[ev.Service]
 	}
+	if ev.Instance == "" && ev.Service != "" {
+		ev.Instance = e.instances[ev.Service]
+	}
+}
+
+// templateInstances maps each instance of a template unit in plan to its
+// instance name.
+func templateInstances(plan *planner.Plan) map[string]string {
+	var m map[string]string
+	for _, svc := range plan.Services {
+		if svc.Instance != "" {
+			if m == nil {
+				m = make(map[string]string)
+			}
+			m[svc.Name] = svc.Instance
+		}
+	}
+	return m
 }
 
 // instanceHosts maps each instance of plan that runs on a host to the

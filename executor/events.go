@@ -17,6 +17,17 @@ const (
 	RollbackStart         = "ROLLBACK_START"
 	RollbackSuccess       = "ROLLBACK_SUCCESS"
 	RollbackFailed        = "ROLLBACK_FAILED"
+	// CanaryStart: a service's canaries restarted well and are now
+	// observed (Message: which, for how long, which checks, and how they
+	// are promoted). Service is the declared service.
+	CanaryStart = "CANARY_START"
+	// CanaryPromoted: the canaries passed their checks and were promoted
+	// (automatically or by a person, in Message); the rest restart.
+	CanaryPromoted = "CANARY_PROMOTED"
+	// CanaryFailed: a check failed (Error), a canary's own pipeline
+	// failed, a person rejected it, or nobody promoted it in time; the
+	// canaries are rolled back and the rest never touched.
+	CanaryFailed = "CANARY_FAILED"
 	// NotifyFailed records a notification (a notify block of the plan)
 	// that could not be delivered; Cause holds the event it was for. It
 	// never changes the run's result.
@@ -32,7 +43,10 @@ type Event struct {
 	Service string    `json:"service,omitempty"`
 	// Host names the host of an instance that runs on one; its Service
 	// is then "SERVICE@HOST".
-	Host       string `json:"host,omitempty"`
+	Host string `json:"host,omitempty"`
+	// Instance names the instance of a template unit ("2" of
+	// "api@.service"); its Service is then "SERVICE:INSTANCE[@HOST]".
+	Instance   string `json:"instance,omitempty"`
 	Unit       string `json:"unit,omitempty"`
 	Step       string `json:"step,omitempty"`
 	Error      string `json:"error,omitempty"`
@@ -65,4 +79,7 @@ const (
 	// StepAttempt reports the current attempt of a retrying step
 	// (Env.Attempt), in Attempt.
 	StepAttempt = "STEP_ATTEMPT"
+	// CanaryWaiting: a canary passed its observation and waits for a
+	// person (`rollout promote RUN_ID`); Message says how long.
+	CanaryWaiting = "CANARY_WAITING"
 )

@@ -172,6 +172,13 @@ type Options struct {
 	// manual commands printed after a failed rollback then use
 	// `systemctl --user` instead of `sudo systemctl`.
 	UserManager bool
+	// BuildCheck builds the checks of a canary's observation; a plan with
+	// a canary fails its canary without it.
+	BuildCheck CheckBuilder
+	// PromoteDir is where a canary waiting for a person looks for its
+	// promotion (see Promote); default PromoteDir(the journal directory).
+	// Without either, only automatic promotion works.
+	PromoteDir string
 	// Preflight, when set, is checked under the lock before the run
 	// starts; a problem fails Run with a *PreflightError, before any event.
 	Preflight *PreflightOptions

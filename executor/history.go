@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"slices"
 	"sort"
 	"time"
 )
@@ -21,6 +22,9 @@ type RunSummary struct {
 	// RollbackFailed services need a person.
 	RollbackFailed []string `json:"rollback_failed"`
 	Skipped        []string `json:"skipped"`
+	// Canaries says what became of each canary phase: "api promoted by
+	// alice", "api FAILED: ...".
+	Canaries []string `json:"canaries,omitempty"`
 	// NotifyFailed counts the notifications that were not delivered.
 	NotifyFailed int `json:"notify_failed,omitempty"`
 	// Irreversible maps a rolled-back service to the steps its rollback
@@ -87,7 +91,14 @@ func Summarize(events []Event) []RunSummary {
 		case ServiceRestartSuccess:
 			s.Restarted = append(s.Restarted, e.Service)
 		case ServiceRestartFailed:
+			// A canary that restarted well and was rolled back with its
+			// canary is failed, not restarted.
+			s.Restarted = slices.DeleteFunc(s.Restarted, func(n string) bool { return n == e.Service })
 			s.Failed = append(s.Failed, e.Service)
+		case CanaryPromoted:
+			s.Canaries = append(s.Canaries, e.Service+" "+e.Message)
+		case CanaryFailed:
+			s.Canaries = append(s.Canaries, e.Service+" FAILED: "+e.Error)
 		case RollbackSuccess:
 			s.RolledBack = append(s.RolledBack, e.Service)
 			s.noteIrreversible(e)

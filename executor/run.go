@@ -98,15 +98,21 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 			return Result{}, err
 		}
 	}
+	if opts.PromoteDir == "" && journals != "" {
+		opts.PromoteDir = PromoteDir(journals)
+	}
 
 	r := &runner{
-		plan:  plan,
-		opts:  opts,
-		now:   opts.Now,
-		em:    &emitter{sink: opts.Events, observe: opts.Observe, runID: opts.RunID, now: opts.Now, hosts: instanceHosts(plan)},
-		jr:    jr,
-		sched: newSchedule(plan, opts.Parallel),
-		done:  make(chan serviceDone, len(plan.Services)),
+		plan: plan,
+		opts: opts,
+		now:  opts.Now,
+		em: &emitter{sink: opts.Events, observe: opts.Observe, runID: opts.RunID, now: opts.Now,
+			hosts: instanceHosts(plan), instances: templateInstances(plan)},
+		jr:         jr,
+		sched:      newSchedule(plan, opts.Parallel),
+		done:       make(chan serviceDone, len(plan.Services)),
+		canaryDone: make(chan canaryDone, len(plan.Canaries)),
+		runCtx:     ctx,
 		// Rollbacks and commits keep ctx's values but not its cancellation.
 		base: context.WithoutCancel(ctx),
 	}
@@ -115,6 +121,7 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	stepCtx, cancelSteps := context.WithCancel(r.base)
 	defer cancelSteps()
 	r.stepCtx = stepCtx
+	r.setupCanaries()
 
 	start := r.now()
 	r.em.emit(Event{
@@ -192,6 +199,12 @@ type runner struct {
 	done    chan serviceDone
 	base    context.Context // the run's values without its cancellation
 	stepCtx context.Context // cancelled by Abort
+	runCtx  context.Context // the run's own: cancelled by the first interrupt
+
+	// canaryOf maps each canary instance (plan index) to its phase;
+	// canaryDone receives the phases' ends.
+	canaryOf   map[int]*canaryRun
+	canaryDone chan canaryDone
 
 	// irreversible is Result.Irreversible, filled by the rollbacks, which
 	// run on the services' goroutines.
@@ -202,11 +215,16 @@ type runner struct {
 	stopCause   string // why no new service may start; "" while they may
 	interrupted bool
 	failures    int
+	// canariesActive counts canary phases being observed or rolled back.
+	canariesActive int
 }
 
 type serviceDone struct {
 	index   int
 	outcome outcome
+	// held is the undo stack of a canary that restarted well, kept until
+	// its promotion.
+	held *heldStack
 }
 
 // walk is the coordinator loop: it starts every ready service a slot allows,
@@ -243,12 +261,14 @@ func (r *runner) walk(ctx context.Context, cancelSteps context.CancelFunc) {
 				go r.runService(i)
 			}
 		}
-		if r.sched.inFlight == 0 {
+		if r.sched.inFlight == 0 && r.canariesActive == 0 {
 			break
 		}
 		select {
 		case d := <-r.done:
 			r.finished(d)
+		case d := <-r.canaryDone:
+			r.canaryResolved(d)
 		case <-ctxDone:
 			ctxDone = nil
 			r.interrupt()
@@ -269,13 +289,14 @@ func (r *runner) walk(ctx context.Context, cancelSteps context.CancelFunc) {
 }
 
 func (r *runner) runService(i int) {
-	r.done <- serviceDone{index: i, outcome: r.restart(r.plan.Services[i])}
+	o, held := r.restart(r.plan.Services[i], r.isCanary(i))
+	r.done <- serviceDone{index: i, outcome: o, held: held}
 }
 
 // interrupt stops new services from starting. A run with nothing left to do
 // is not marked interrupted.
 func (r *runner) interrupt() {
-	if r.interrupted || (r.sched.pending == 0 && r.sched.inFlight == 0) {
+	if r.interrupted || (r.sched.pending == 0 && r.sched.inFlight == 0 && r.canariesActive == 0) {
 		return
 	}
 	r.interrupted = true
@@ -290,6 +311,9 @@ func (r *runner) stop(cause string) {
 
 func (r *runner) finished(d serviceDone) {
 	r.sched.finish(d.index, d.outcome)
+	if cr := r.canaryOf[d.index]; cr != nil {
+		r.canaryFinished(cr, d)
+	}
 	if !d.outcome.failed() {
 		return
 	}

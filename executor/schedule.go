@@ -290,6 +290,38 @@ func (s *schedule) skipDependents(i int) []int {
 	return skipped
 }
 
+// gate holds each of rest back until openGate: a canary's promotion.
+// Their After (the canaries) keeps them from being ready before, so none
+// is in the ready heap yet.
+func (s *schedule) gate(rest []int) {
+	for _, i := range rest {
+		s.waiting[i]++
+	}
+}
+
+// openGate lets rest start (once their other waits are met).
+func (s *schedule) openGate(rest []int) { s.release(rest) }
+
+// skipGated marks the gated instances that have not started as skipped,
+// with every service that depends on them, and returns them in plan order.
+func (s *schedule) skipGated(rest []int) []int {
+	var skipped []int
+	for _, i := range rest {
+		if s.outcome[i] != outcomePending {
+			continue
+		}
+		s.outcome[i] = outcomeSkipped
+		s.pending--
+		skipped = append(skipped, i)
+		s.release(s.followers[i])
+	}
+	for _, i := range slices.Clone(skipped) {
+		skipped = append(skipped, s.skipDependents(i)...)
+	}
+	slices.Sort(skipped)
+	return skipped
+}
+
 // skipRest marks every service not started yet as skipped and returns them
 // in plan order.
 func (s *schedule) skipRest() []int {

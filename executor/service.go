@@ -24,7 +24,11 @@ type undoEntry struct {
 
 // restart runs one service's steps and, when one fails, its rollback. It
 // runs on the service's own goroutine and reports through events.
-func (r *runner) restart(svc *planner.Service) outcome {
+//
+// hold keeps the undo stack of a service that restarted well (a canary):
+// it is returned, uncommitted and still in the journal, for the canary's
+// promotion or rollback.
+func (r *runner) restart(svc *planner.Service, hold bool) (outcome, *heldStack) {
 	start := r.now()
 	failed := func(err error, message string) {
 		r.em.emit(Event{
@@ -42,7 +46,7 @@ func (r *runner) restart(svc *planner.Service) outcome {
 	steps, err := r.build(svc)
 	if err != nil {
 		failed(err, "nothing changed; no rollback needed")
-		return outcomeFailed
+		return outcomeFailed, nil
 	}
 
 	sj := r.jr.service(svc)
@@ -80,6 +84,18 @@ func (r *runner) restart(svc *planner.Service) outcome {
 		}
 	}
 
+	if failure == nil && hold {
+		// A canary stays in the journal until it is promoted: a crash
+		// while it is observed rolls it back.
+		r.em.emit(Event{
+			Event:      ServiceRestartSuccess,
+			Service:    svc.Name,
+			Unit:       svc.Unit,
+			Message:    "canary: held until promoted",
+			DurationMS: r.since(start),
+		})
+		return outcomeSucceeded, &heldStack{stack: stack, sj: sj}
+	}
 	if failure == nil {
 		// Out of the journal before the success is told: a crash in
 		// between must not roll back a service that restarted well.
@@ -91,22 +107,22 @@ func (r *runner) restart(svc *planner.Service) outcome {
 			DurationMS: r.since(start),
 		})
 		r.commit(svc, stack)
-		return outcomeSucceeded
+		return outcomeSucceeded, nil
 	}
 	if len(stack) == 0 {
 		sj.end()
 		failed(failure, "nothing changed; no rollback needed")
-		return outcomeFailed
+		return outcomeFailed, nil
 	}
 	sj.rollingBack()
 	ok := r.rollback(svc, stack, sj, nil) == rollbackDone
 	sj.end()
 	if ok {
 		failed(failure, "rolled back")
-		return outcomeRolledBack
+		return outcomeRolledBack, nil
 	}
 	failed(failure, "rollback failed; a person must act (see ROLLBACK_FAILED)")
-	return outcomeRollbackFailed
+	return outcomeRollbackFailed, nil
 }
 
 func (r *runner) since(t time.Time) int64 { return r.now().Sub(t).Milliseconds() }

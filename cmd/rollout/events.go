@@ -174,6 +174,9 @@ func writeRunDetail(w io.Writer, r executor.RunSummary, evs []executor.Event) er
 			fmt.Fprintf(w, "  %s: %s\n", line.label, strings.Join(line.names, ", "))
 		}
 	}
+	for _, c := range r.Canaries {
+		fmt.Fprintf(w, "  canary: %s\n", c)
+	}
 	if r.NotifyFailed > 0 {
 		fmt.Fprintf(w, "  notifications not sent: %d (NOTIFY_FAILED below)\n", r.NotifyFailed)
 	}

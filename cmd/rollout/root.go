@@ -84,6 +84,7 @@ restart goes wrong.`,
 	root.AddCommand(NewCmdEvents(io, nil))
 	root.AddCommand(NewCmdStatus(io, nil))
 	root.AddCommand(NewCmdRecover(io, nil))
+	root.AddCommand(NewCmdPromote(io, nil))
 	root.AddCommand(NewCmdRollback(io, nil))
 	root.AddCommand(NewCmdReleases(io, nil))
 	root.AddCommand(NewCmdDemo(io, nil))

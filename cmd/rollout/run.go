@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -203,6 +204,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 	}
 	res, runErr := executor.Run(ctx, plan, executor.Options{
 		Build:       steps.NewBuilder(deps),
+		BuildCheck:  steps.NewCheckBuilder(deps),
 		Parallel:    plan.MaxParallel,
 		OnFailure:   plan.OnFailure,
 		MaxFailures: plan.MaxFailures,
@@ -343,6 +345,16 @@ func dryRun(opts *RunOptions, plan *planner.Plan) error {
 			if st.Rollback != "" {
 				fmt.Fprintf(w, "       undo: %s\n", st.Rollback)
 			}
+		}
+	}
+	for _, c := range plan.Canaries {
+		fmt.Fprintf(w, "\nCanary of %s: %s first, observed %s every %s, then %s.\n", c.Service,
+			strings.Join(c.Canaries, ", "), c.Observe, c.Interval, strings.Join(c.Rest, ", "))
+		for _, ch := range c.Checks {
+			fmt.Fprintf(w, "   - check: %s\n", ch.Describe())
+		}
+		if !c.AutoPromote {
+			fmt.Fprintf(w, "   waits up to %s for `rollout promote RUN_ID`\n", c.PromoteTimeout)
 		}
 	}
 	if pfErr != nil {

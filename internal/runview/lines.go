@@ -108,6 +108,14 @@ func Line(e executor.Event) string {
 		return fmt.Sprintf("%s: ROLLBACK FAILED%s: %s\n%s", e.Service, took, e.Error, indent(e.Message, "    "))
 	case executor.NotifyFailed:
 		return fmt.Sprintf("%s: %s", e.Message, e.Error)
+	case executor.CanaryStart:
+		return fmt.Sprintf("%s: canary: %s", e.Service, e.Message)
+	case executor.CanaryWaiting:
+		return fmt.Sprintf("%s: canary: %s", e.Service, e.Message)
+	case executor.CanaryPromoted:
+		return fmt.Sprintf("%s: canary PROMOTED%s: %s", e.Service, took, e.Message)
+	case executor.CanaryFailed:
+		return fmt.Sprintf("%s: canary FAILED: %s; %s", e.Service, e.Error, e.Message)
 	}
 	return ""
 }

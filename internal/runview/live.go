@@ -28,11 +28,14 @@ type Live struct {
 	total  int
 	order  map[string]int // plan position, to sort rows
 	flight map[string]*flightRow
-	done   map[string]time.Duration // finished services and how long each took
-	status map[string]string        // "done", "failed", "rolled back", "ROLLBACK FAILED", "skipped"
-	counts struct{ done, failed, skipped int }
-	drawn  int    // lines of the live area on screen
-	last   string // the frame on screen, to skip redrawing an unchanged one
+	// canaries are the canary phases being observed or awaiting a
+	// person, by service: a row each.
+	canaries map[string]*flightRow
+	done     map[string]time.Duration // finished services and how long each took
+	status   map[string]string        // "done", "failed", "rolled back", "ROLLBACK FAILED", "skipped"
+	counts   struct{ done, failed, skipped int }
+	drawn    int    // lines of the live area on screen
+	last     string // the frame on screen, to skip redrawing an unchanged one
 	// cols and rows are the terminal's size, read once: rows are cut to
 	// the width so that none wraps (the cursor-up count would then be
 	// wrong), and the rows in flight are capped to the height, since the
@@ -53,11 +56,12 @@ type flightRow struct {
 func NewLive(w io.Writer, plan *planner.Plan, color bool, now func() time.Time) *Live {
 	v := &Live{
 		w: w, color: color, now: now, total: len(plan.Services),
-		order:  map[string]int{},
-		flight: map[string]*flightRow{},
-		done:   map[string]time.Duration{},
-		status: map[string]string{},
-		stop:   make(chan struct{}),
+		order:    map[string]int{},
+		flight:   map[string]*flightRow{},
+		canaries: map[string]*flightRow{},
+		done:     map[string]time.Duration{},
+		status:   map[string]string{},
+		stop:     make(chan struct{}),
 	}
 	v.cols, v.rows = terminalSize(w)
 	for i, s := range plan.Services {
@@ -121,10 +125,29 @@ func (v *Live) Observe(e executor.Event) {
 		v.finish(e, "done")
 		v.counts.done++
 		v.printAbove(v.paint("32", fmt.Sprintf("✓ %s %s", e.Service, ms(e.DurationMS))))
+	case executor.CanaryStart:
+		v.canaries[e.Service] = &flightRow{step: "canary: observing", start: e.Time, stepStart: e.Time}
+		v.printAbove(v.paint("36", fmt.Sprintf("◎ %s canary: %s", e.Service, e.Message)))
+	case executor.CanaryWaiting:
+		if r := v.canaries[e.Service]; r != nil {
+			r.step, r.stepStart = "canary: awaiting promotion", e.Time
+		}
+		v.printAbove(v.paint("1;36", fmt.Sprintf("? %s canary: %s", e.Service, e.Message)))
+	case executor.CanaryPromoted:
+		delete(v.canaries, e.Service)
+		v.printAbove(v.paint("32", fmt.Sprintf("✓ %s canary promoted: %s", e.Service, e.Message)))
+	case executor.CanaryFailed:
+		delete(v.canaries, e.Service)
+		v.printAbove(v.paint("31", fmt.Sprintf("✗ %s canary FAILED: %s; %s", e.Service, e.Error, e.Message)))
 	case executor.ServiceRestartFailed:
 		st := "failed"
 		if v.status[e.Service] != "" {
 			st = v.status[e.Service]
+		}
+		if _, ok := v.done[e.Service]; ok && st == "done" {
+			// A canary that restarted well, rolled back with its canary.
+			v.counts.done--
+			st = "failed"
 		}
 		v.finish(e, st)
 		v.counts.failed++
@@ -229,6 +252,17 @@ func (v *Live) frame(now time.Time) string {
 	if limit := max(v.rows-3, 1); len(names) > limit {
 		more = len(names) - limit
 		names = names[:limit]
+	}
+	var cn []string
+	for n := range v.canaries {
+		cn = append(cn, n)
+	}
+	sort.Strings(cn)
+	for _, n := range cn {
+		r := v.canaries[n]
+		row := fmt.Sprintf("  %-28s %-24s %6s", n, r.step, now.Sub(r.stepStart).Round(100*time.Millisecond))
+		sb.WriteString(fitWidth(row, v.cols))
+		sb.WriteByte('\n')
 	}
 	for _, n := range names {
 		r := v.flight[n]
