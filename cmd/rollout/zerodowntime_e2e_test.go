@@ -374,3 +374,105 @@ func haproxyCommand(socket, cmd string) (string, error) {
 	b, err := io.ReadAll(c)
 	return string(b), err
 }
+
+// canaryRelease writes a release v2 for every instance; errorRate, when
+// set, is what its /metrics reports: healthy, and failing in production.
+func (p *zdPlatform) canaryRelease(errorRate string) string {
+	p.t.Helper()
+	for _, in := range p.inst {
+		writeFile(p.t, filepath.Join(in.Release, "VERSION"), "v2\n")
+		if errorRate != "" {
+			writeFile(p.t, filepath.Join(in.Release, "ERROR_RATE"), errorRate+"\n")
+		}
+	}
+	return filepath.Join(p.dir, "release")
+}
+
+func (p *zdPlatform) versions() map[string]string {
+	out := map[string]string{}
+	for _, in := range p.inst {
+		out[in.Name] = strings.TrimSpace(readFile(p.t, filepath.Join(in.Dir, "VERSION")))
+	}
+	return out
+}
+
+// A release whose instances are healthy but whose errors the analysis
+// sees: the canary (instance 1) is rolled back, under load, without a
+// failed request; instances 2 and 3 are never touched; exit 1.
+func TestZeroDowntimeCanaryBrokenRelease(t *testing.T) {
+	p := newZDPlatform(t).withHAProxy()
+	release := p.canaryRelease("0.5")
+	p.start()
+	before := p.invocations()
+	plan := p.writePlan("plan.hcl", zdscenario.Canary(p.socket, filepath.Join(p.dir, "x"), p.inst, "3s", "500ms"))
+	r, load := p.underLoad("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", release)
+	if r.Code != 1 {
+		t.Fatalf("exit %d, want 1 (the canary failed and was rolled back)\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	t.Logf("canary of a broken release behind HAProxy, rolled back: %s", load)
+	if load.Failed != 0 || load.Slow != 0 {
+		t.Errorf("the client noticed the canary and its rollback: %s", load)
+	}
+	after := p.invocations()
+	if after["1"] == before["1"] {
+		t.Error("the canary (instance 1) was never restarted")
+	}
+	for _, n := range []string{"2", "3"} {
+		if after[n] != before[n] {
+			t.Errorf("instance %s was restarted (InvocationID %s → %s); only the canary may be", n, before[n], after[n])
+		}
+	}
+	if v := p.versions(); v["1"] != "v1" || v["2"] != "v1" || v["3"] != "v1" {
+		t.Errorf("versions after the rollback: %v, want v1 everywhere", v)
+	}
+	if st := p.haproxyStatus(); st["s1"] != "UP" {
+		t.Errorf("after the rollback HAProxy's s1 is %s, want UP (back in traffic)", st["s1"])
+	}
+	names := eventNames(p.readEvents(), func(e executor.Event) bool {
+		switch e.Event {
+		case executor.CanaryStart, executor.CanaryFailed, executor.CanaryPromoted, executor.RollbackSuccess, executor.ServiceSkipped:
+			return true
+		}
+		return false
+	})
+	if got, want := strings.Join(names, ", "), "CANARY_START api, CANARY_FAILED api, ROLLBACK_SUCCESS api:1, SERVICE_SKIPPED api:2, SERVICE_SKIPPED api:3"; got != want {
+		t.Errorf("events: %s\nwant: %s", got, want)
+	}
+	for _, e := range p.readEvents() {
+		if e.Event == executor.CanaryFailed && !strings.Contains(e.Error, "errors.rate is 0.5, above the maximum 0.01") {
+			t.Errorf("CANARY_FAILED says %q, want the analysis's finding", e.Error)
+		}
+	}
+}
+
+// A good release: the canary passes its observation and is promoted
+// automatically, then the rest roll; nobody notices.
+func TestZeroDowntimeCanaryPromoted(t *testing.T) {
+	p := newZDPlatform(t).withHAProxy()
+	release := p.canaryRelease("")
+	p.start()
+	before := p.invocations()
+	plan := p.writePlan("plan.hcl", zdscenario.Canary(p.socket, filepath.Join(p.dir, "x"), p.inst, "3s", "500ms"))
+	r, load := p.underLoad("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", release)
+	if r.Code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	t.Logf("canary of a good release behind HAProxy, promoted: %s", load)
+	if load.Failed != 0 || load.Slow != 0 {
+		t.Errorf("the client noticed the restart: %s", load)
+	}
+	p.assertRestarted(before, "1", "2", "3")
+	if v := p.versions(); v["1"] != "v2" || v["2"] != "v2" || v["3"] != "v2" {
+		t.Errorf("versions: %v, want v2 everywhere", v)
+	}
+	names := eventNames(p.readEvents(), func(e executor.Event) bool {
+		switch e.Event {
+		case executor.CanaryStart, executor.CanaryPromoted, executor.ServiceRestartSuccess:
+			return true
+		}
+		return false
+	})
+	if got, want := strings.Join(names, ", "), "SERVICE_RESTART_SUCCESS api:1, CANARY_START api, CANARY_PROMOTED api, SERVICE_RESTART_SUCCESS api:2, SERVICE_RESTART_SUCCESS api:3"; got != want {
+		t.Errorf("events: %s\nwant: %s", got, want)
+	}
+}

@@ -7,6 +7,9 @@
 //	GET /health   200 "ok"; 503 when DIR/UNHEALTHY exists; hangs until the
 //	              client gives up when DIR/HANG exists
 //	GET /version  DIR/VERSION trimmed, or "unknown"
+//	GET /metrics  {"errors": {"rate": R}, "version": V}: R is the number in
+//	              DIR/ERROR_RATE (0 without it), so that a release can be
+//	              healthy and still fail a canary's analysis
 //	GET /reloads  how many SIGHUPs (reloads) it has handled
 //	GET /pid      its process id
 //	GET /ready-at when it began to listen, in Unix nanoseconds (the
@@ -140,6 +143,17 @@ func NewHandler(dir string, reloads *atomic.Int64) http.Handler {
 			v = "unknown"
 		}
 		fmt.Fprint(w, v)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		rate := 0.0
+		if b, err := os.ReadFile(filepath.Join(dir, "ERROR_RATE")); err == nil {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64); err == nil {
+				rate = f
+			}
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "VERSION"))
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"errors": {"rate": %s}, "version": %q}`+"\n", strconv.FormatFloat(rate, 'g', -1, 64), strings.TrimSpace(string(b)))
 	})
 	mux.HandleFunc("GET /reloads", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, strconv.FormatInt(reloads.Load(), 10))

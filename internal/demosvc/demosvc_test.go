@@ -25,6 +25,8 @@ func TestHandler(t *testing.T) {
 		{"version", map[string]string{"VERSION": " v1.2.3\n"}, "/version", 200, "v1.2.3"},
 		{"no version", nil, "/version", 200, "unknown"},
 		{"reloads", nil, "/reloads", 200, "2"},
+		{"metrics", map[string]string{"VERSION": "v2\n"}, "/metrics", 200, `{"errors": {"rate": 0}, "version": "v2"}` + "\n"},
+		{"error rate", map[string]string{"ERROR_RATE": "0.5\n"}, "/metrics", 200, `{"errors": {"rate": 0.5}, "version": ""}` + "\n"},
 		{"not found", nil, "/nope", 404, "404 page not found\n"},
 	}
 	for _, tt := range tests {

@@ -21,8 +21,9 @@ const ReadyDelay = "1500ms"
 // Template is the template unit's name; an instance N runs as rt-zd-x@N.service.
 const Template = "rt-zd-x@.service"
 
-// Instance is one instance of the service, declared as the plan service
-// api.N until the plan language has instances of its own.
+// Instance is one instance of the service: the plan service api.N in the
+// scenarios that declare each instance as a service of its own, or
+// instance N of the service api (Canary).
 type Instance struct {
 	Name    string // "1"
 	Service string // "api.1"
@@ -178,4 +179,68 @@ service %q {
 	}
 	b.WriteString(planBlock)
 	return b.String()
+}
+
+// Canary is the service as one plan service with template instances
+// (instances 1..N, each on its port from a map), rolled one instance at a
+// time with HAProxy drain, the first instance a canary observed for
+// observe: its health check and an analysis of its /metrics (errors.rate
+// at most 0.01), promoted automatically. base is where the instances'
+// working directories are (base/N); with --deploy each instance gets
+// deploy_path/N.
+func Canary(socket, base string, insts []Instance, observe, interval string) string {
+	var ports []string
+	for _, in := range insts {
+		ports = append(ports, fmt.Sprintf("%q = %d", in.Name, in.Port))
+	}
+	var names []string
+	for _, in := range insts {
+		names = append(names, fmt.Sprintf("%q", in.Name))
+	}
+	return fmt.Sprintf(`
+pipeline "api" {
+  step "haproxy_drain" "drain" {
+    socket  = %[1]q
+    backend = "api"
+    server  = "s${service.instance}"
+  }
+  step "rsync" "deploy" {
+    if   = run.deploy
+    from = "${run.deploy_path}/${service.instance}"
+    to   = "%[2]s/${service.instance}"
+  }
+  step "restart" "restart" {}
+  step "health_check" "verify" {}
+  step "haproxy_ready" "ready" {
+    socket  = %[1]q
+    backend = "api"
+    server  = "s${service.instance}"
+  }
+}
+
+service "api" {
+  unit      = %[3]q
+  type      = "api"
+  instances = [%[4]s]
+  port      = { %[5]s }
+  health "http" {
+    url      = "http://127.0.0.1:${service.port}/health"
+    timeout  = "3s"
+    retries  = 2
+    interval = "100ms"
+  }
+  canary {
+    count    = 1
+    observe  = %[6]q
+    interval = %[7]q
+    analysis "http" {
+      url       = "http://127.0.0.1:${service.port}/metrics"
+      json_path = "errors.rate"
+      max       = 0.01
+    }
+  }
+}
+
+plan "canary" { max_parallel = 1 }
+`, socket, base, Template, strings.Join(names, ", "), strings.Join(ports, ", "), observe, interval)
 }
