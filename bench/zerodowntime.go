@@ -25,6 +25,7 @@ import (
 // real HAProxy and a real nginx, all units of a private systemd --user
 // manager.
 func zeroDowntimeBench() error {
+	const canaryObserve, canaryInterval = "3s", "500ms"
 	haproxy, err := proxytest.Lookup("haproxy")
 	if err != nil {
 		return err
@@ -76,6 +77,19 @@ func zeroDowntimeBench() error {
 	}
 	// Instance 2's release is broken: its health check fails.
 	writeFile(filepath.Join(insts[1].Release, "UNHEALTHY"), "broken release\n")
+	// The canaries' releases: v3 everywhere, healthy; the bad one reports
+	// errors in its /metrics, which the canary's analysis reads.
+	goodRelease, badRelease := filepath.Join(work, "release-good"), filepath.Join(work, "release-bad")
+	for _, in := range insts {
+		for _, d := range []string{filepath.Join(goodRelease, in.Name), filepath.Join(badRelease, in.Name)} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+		}
+		writeFile(filepath.Join(goodRelease, in.Name, "VERSION"), "v3\n")
+		writeFile(filepath.Join(badRelease, in.Name, "VERSION"), "v3\n")
+		writeFile(filepath.Join(badRelease, in.Name, "ERROR_RATE"), "0.5\n")
+	}
 
 	socket := filepath.Join(work, "haproxy.sock")
 	hcfg := filepath.Join(work, "haproxy.cfg")
@@ -123,19 +137,25 @@ func zeroDowntimeBench() error {
 		name, url, pipeline, planBlock string
 		args                           []string
 		wantExit                       int
+		plan                           string // the whole plan, instead of pipeline + planBlock
 	}
 	rolling := `plan "rolling" { max_parallel = 1 }`
 	scenarios := []scenario{
-		{"in place, all at once (the reference), HAProxy", viaHAProxy, zdscenario.InPlace, `plan "all" { max_parallel = 3 }`, nil, 0},
-		{"rolling in place, no drain, HAProxy", viaHAProxy, zdscenario.InPlace, rolling, nil, 0},
-		{"rolling in place, no upstream change, nginx", viaNginx, zdscenario.InPlace, rolling, nil, 0},
-		{"rolling with HAProxy drain", viaHAProxy, zdscenario.HAProxy(socket), rolling, nil, 0},
-		{"rolling through nginx upstream + reload", viaNginx, zdscenario.Nginx(upstream, nginx, nconf, pidFile), rolling, nil, 0},
+		{"in place, all at once (the reference), HAProxy", viaHAProxy, zdscenario.InPlace, `plan "all" { max_parallel = 3 }`, nil, 0, ""},
+		{"rolling in place, no drain, HAProxy", viaHAProxy, zdscenario.InPlace, rolling, nil, 0, ""},
+		{"rolling in place, no upstream change, nginx", viaNginx, zdscenario.InPlace, rolling, nil, 0, ""},
+		{"rolling with HAProxy drain", viaHAProxy, zdscenario.HAProxy(socket), rolling, nil, 0, ""},
+		{"rolling through nginx upstream + reload", viaNginx, zdscenario.Nginx(upstream, nginx, nconf, pidFile), rolling, nil, 0, ""},
 		{"broken release on instance 2, HAProxy drain", viaHAProxy, zdscenario.HAProxy(socket), rolling,
-			[]string{"--deploy", "--deploy-path", filepath.Join(work, "release")}, 1},
+			[]string{"--deploy", "--deploy-path", filepath.Join(work, "release")}, 1, ""},
+		{"canary, good release, promoted, HAProxy drain", viaHAProxy, "", "",
+			[]string{"--deploy", "--deploy-path", goodRelease}, 0, zdscenario.Canary(socket, base, insts, canaryObserve, canaryInterval)},
+		{"canary, release with errors, rolled back", viaHAProxy, "", "",
+			[]string{"--deploy", "--deploy-path", badRelease}, 1, zdscenario.Canary(socket, base, insts, canaryObserve, canaryInterval)},
 	}
 	fmt.Printf("Zero-downtime: 3 instances (ready %s after start, port open meanwhile) behind HAProxy and nginx;\n"+
-		"4 keep-alive clients, a request every 5 ms each, through the proxy during the run\n\n", zdscenario.ReadyDelay)
+		"4 keep-alive clients, a request every 5 ms each, through the proxy during the run;\n"+
+		"canaries: instance 1 observed %s, checked every %s (health, /metrics errors.rate <= 0.01)\n\n", zdscenario.ReadyDelay, canaryObserve, canaryInterval)
 	fmt.Printf("%-48s %8s %7s %6s %9s %8s %5s\n", "strategy", "requests", "failed", "slow", "max", "run", "exit")
 	for k, sc := range scenarios {
 		// Every instance healthy and in the proxies' rotation before each
@@ -147,7 +167,11 @@ func zeroDowntimeBench() error {
 			return err
 		}
 		plan := filepath.Join(work, fmt.Sprintf("plan-%d.hcl", k))
-		writeFile(plan, zdscenario.Plan(sc.pipeline, insts, sc.planBlock))
+		if sc.plan != "" {
+			writeFile(plan, sc.plan)
+		} else {
+			writeFile(plan, zdscenario.Plan(sc.pipeline, insts, sc.planBlock))
+		}
 		l, err := loadgen.Start(loadgen.Options{URL: sc.url, Workers: 4, Pause: 5 * time.Millisecond, KeepAlive: true, MaxDuration: 3 * time.Minute})
 		if err != nil {
 			return err
