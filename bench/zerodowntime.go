@@ -149,9 +149,9 @@ func zeroDowntimeBench() error {
 		{"broken release on instance 2, HAProxy drain", viaHAProxy, zdscenario.HAProxy(socket), rolling,
 			[]string{"--deploy", "--deploy-path", filepath.Join(work, "release")}, 1, ""},
 		{"canary, good release, promoted, HAProxy drain", viaHAProxy, "", "",
-			[]string{"--deploy", "--deploy-path", goodRelease}, 0, zdscenario.Canary(socket, base, insts, canaryObserve, canaryInterval)},
+			[]string{"--deploy", "--deploy-path", goodRelease}, 0, zdscenario.Canary(socket, base, insts, canaryObserve, canaryInterval, "")},
 		{"canary, release with errors, rolled back", viaHAProxy, "", "",
-			[]string{"--deploy", "--deploy-path", badRelease}, 1, zdscenario.Canary(socket, base, insts, canaryObserve, canaryInterval)},
+			[]string{"--deploy", "--deploy-path", badRelease}, 1, zdscenario.Canary(socket, base, insts, canaryObserve, canaryInterval, "")},
 	}
 	fmt.Printf("Zero-downtime: 3 instances (ready %s after start, port open meanwhile) behind HAProxy and nginx;\n"+
 		"4 keep-alive clients, a request every 5 ms each, through the proxy during the run;\n"+

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -404,7 +405,7 @@ func TestZeroDowntimeCanaryBrokenRelease(t *testing.T) {
 	release := p.canaryRelease("0.5")
 	p.start()
 	before := p.invocations()
-	plan := p.writePlan("plan.hcl", zdscenario.Canary(p.socket, filepath.Join(p.dir, "x"), p.inst, "3s", "500ms"))
+	plan := p.writePlan("plan.hcl", zdscenario.Canary(p.socket, filepath.Join(p.dir, "x"), p.inst, "3s", "500ms", ""))
 	r, load := p.underLoad("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", release)
 	if r.Code != 1 {
 		t.Fatalf("exit %d, want 1 (the canary failed and was rolled back)\n%s\n%s", r.Code, r.Stdout, r.Stderr)
@@ -452,7 +453,7 @@ func TestZeroDowntimeCanaryPromoted(t *testing.T) {
 	release := p.canaryRelease("")
 	p.start()
 	before := p.invocations()
-	plan := p.writePlan("plan.hcl", zdscenario.Canary(p.socket, filepath.Join(p.dir, "x"), p.inst, "3s", "500ms"))
+	plan := p.writePlan("plan.hcl", zdscenario.Canary(p.socket, filepath.Join(p.dir, "x"), p.inst, "3s", "500ms", ""))
 	r, load := p.underLoad("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", release)
 	if r.Code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
@@ -474,5 +475,88 @@ func TestZeroDowntimeCanaryPromoted(t *testing.T) {
 	})
 	if got, want := strings.Join(names, ", "), "SERVICE_RESTART_SUCCESS api:1, CANARY_START api, CANARY_PROMOTED api, SERVICE_RESTART_SUCCESS api:2, SERVICE_RESTART_SUCCESS api:3"; got != want {
 		t.Errorf("events: %s\nwant: %s", got, want)
+	}
+}
+
+// A person promotes the canary from another shell with `rollout promote
+// RUN_ID`; until then the rest of the instances are not touched.
+func TestZeroDowntimeCanaryPromotedByAPerson(t *testing.T) {
+	p := newZDPlatform(t).withHAProxy()
+	release := p.canaryRelease("")
+	p.start()
+	before := p.invocations()
+	plan := p.writePlan("plan.hcl", zdscenario.Canary(p.socket, filepath.Join(p.dir, "x"), p.inst, "1s", "200ms", `auto_promote = false`))
+	s := p.platform.start("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", release)
+	ev := p.waitForEvent(s, 60*time.Second, func(e executor.Event) bool { return e.Event == executor.CanaryStart })
+	if !strings.Contains(ev.Message, "rollout promote "+ev.RunID) {
+		t.Errorf("CANARY_START does not say how to promote: %q", ev.Message)
+	}
+	// The observation passes; the run then waits for a person.
+	var r runResult
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r = p.rollout("promote", ev.RunID, "--user")
+		if r.Code == 0 || time.Now().After(deadline) {
+			break
+		}
+		if after := p.invocations(); after["2"] != before["2"] || after["3"] != before["3"] {
+			t.Fatalf("instances 2 and 3 restarted before the promotion: %v → %v", before, after)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r.Code != 0 {
+		t.Fatalf("rollout promote: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if code := s.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, s.stderr())
+	}
+	p.assertRestarted(before, "1", "2", "3")
+	promoted := false
+	for _, e := range p.readEvents() {
+		promoted = promoted || (e.Event == executor.CanaryPromoted && strings.Contains(e.Message, "promoted by "))
+	}
+	if !promoted {
+		t.Error("no CANARY_PROMOTED naming who promoted")
+	}
+	if r := p.rollout("promote", ev.RunID, "--user"); r.Code != exitUsage || !strings.Contains(r.Stderr, "no canary of run") {
+		t.Errorf("promote of a finished run: exit %d %s, want 2", r.Code, r.Stderr)
+	}
+}
+
+// rollout dies (SIGKILL) while its canary is observed: the canary is in
+// the journal, so `rollout recover` rolls it back; the other instances
+// were never touched.
+func TestZeroDowntimeCanaryCrashThenRecover(t *testing.T) {
+	p := newZDPlatform(t).withHAProxy()
+	release := p.canaryRelease("")
+	p.start()
+	before := p.invocations()
+	plan := p.writePlan("plan.hcl", zdscenario.Canary(p.socket, filepath.Join(p.dir, "x"), p.inst, "5m", "1s", ""))
+	s := p.platform.start("run", plan, "--user", "--events", p.events, "--deploy", "--deploy-path", release)
+	p.waitForEvent(s, 60*time.Second, func(e executor.Event) bool { return e.Event == executor.CanaryStart })
+	s.signal(t, syscall.SIGKILL)
+	s.wait(t, 10*time.Second)
+	if v := p.versions(); v["1"] != "v2" {
+		t.Fatalf("before recovery the canary runs %s, want v2", v["1"])
+	}
+	canary := p.invocations()["1"]
+	r := p.rollout("recover", "--user")
+	if r.Code != 0 {
+		t.Fatalf("recover: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	after := p.invocations()
+	if after["1"] == canary {
+		t.Error("recover did not restart the canary")
+	}
+	for _, n := range []string{"2", "3"} {
+		if after[n] != before[n] {
+			t.Errorf("instance %s was restarted", n)
+		}
+	}
+	if v := p.versions(); v["1"] != "v1" {
+		t.Errorf("after recovery the canary runs %s, want v1", v["1"])
+	}
+	if st := p.haproxyStatus(); st["s1"] != "UP" {
+		t.Errorf("after recovery HAProxy's s1 is %s, want UP", st["s1"])
 	}
 }

@@ -187,8 +187,8 @@ service %q {
 // observe: its health check and an analysis of its /metrics (errors.rate
 // at most 0.01), promoted automatically. base is where the instances'
 // working directories are (base/N); with --deploy each instance gets
-// deploy_path/N.
-func Canary(socket, base string, insts []Instance, observe, interval string) string {
+// deploy_path/N. extra is more of the canary block (auto_promote = false).
+func Canary(socket, base string, insts []Instance, observe, interval, extra string) string {
 	var ports []string
 	for _, in := range insts {
 		ports = append(ports, fmt.Sprintf("%q = %d", in.Name, in.Port))
@@ -233,6 +233,7 @@ service "api" {
     count    = 1
     observe  = %[6]q
     interval = %[7]q
+    %[8]s
     analysis "http" {
       url       = "http://127.0.0.1:${service.port}/metrics"
       json_path = "errors.rate"
@@ -242,5 +243,5 @@ service "api" {
 }
 
 plan "canary" { max_parallel = 1 }
-`, socket, base, Template, strings.Join(names, ", "), strings.Join(ports, ", "), observe, interval)
+`, socket, base, Template, strings.Join(names, ", "), strings.Join(ports, ", "), observe, interval, extra)
 }
