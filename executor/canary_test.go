@@ -245,3 +245,23 @@ func TestCanaryInterruptedBeforePromotion(t *testing.T) {
 		t.Errorf("exit %d, rolled back %q; want 130 and the canary rolled back", res.ExitCode(), res.RolledBack)
 	}
 }
+
+func TestSummarizeCanary(t *testing.T) {
+	evs := []Event{
+		{RunID: "r", Event: RunStart, Plan: "p"},
+		{RunID: "r", Event: ServiceRestartSuccess, Service: "api:1", Instance: "1"},
+		{RunID: "r", Event: CanaryStart, Service: "api"},
+		{RunID: "r", Event: CanaryFailed, Service: "api", Error: "http …/metrics: errors.rate is 0.5"},
+		{RunID: "r", Event: RollbackSuccess, Service: "api:1"},
+		{RunID: "r", Event: ServiceRestartFailed, Service: "api:1"},
+		{RunID: "r", Event: ServiceSkipped, Service: "api:2"},
+		{RunID: "r", Event: RunFailed},
+	}
+	s := Summarize(evs)[0]
+	if len(s.Restarted) != 0 || !slices.Equal(s.Failed, []string{"api:1"}) || !slices.Equal(s.RolledBack, []string{"api:1"}) {
+		t.Errorf("restarted %q failed %q rolled back %q: a canary rolled back is failed, not restarted", s.Restarted, s.Failed, s.RolledBack)
+	}
+	if want := []string{"api FAILED: http …/metrics: errors.rate is 0.5"}; !slices.Equal(s.Canaries, want) {
+		t.Errorf("canaries %q, want %q", s.Canaries, want)
+	}
+}

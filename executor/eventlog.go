@@ -117,6 +117,10 @@ func eventLogPath(root bool) string {
 }
 
 // newRunID returns "YYYYMMDDTHHMMSSZ-<6 hex>": sortable by start time, and
+// NewRunID makes a run id (Options.RunID) for a run starting at now,
+// unique enough for runs started in the same second.
+func NewRunID(now time.Time) string { return newRunID(now) }
+
 // unique enough for runs started in the same second.
 func newRunID(now time.Time) string {
 	var b [3]byte

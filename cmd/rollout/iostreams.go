@@ -15,8 +15,11 @@ type IOStreams struct {
 	ErrOut io.Writer
 	// OutTTY and ErrTTY say whether the streams are terminals (colour,
 	// live view). NoColor is set from NO_COLOR.
-	OutTTY  bool
-	ErrTTY  bool
+	OutTTY bool
+	ErrTTY bool
+	// InTTY says whether In is a terminal: a canary waiting for a person
+	// then also takes the answer there.
+	InTTY   bool
 	NoColor bool
 	// Getenv reads the environment; tests replace it.
 	Getenv func(string) string
@@ -29,6 +32,7 @@ func systemStreams() *IOStreams {
 		ErrOut:  os.Stderr,
 		OutTTY:  isTerminal(os.Stdout),
 		ErrTTY:  isTerminal(os.Stderr),
+		InTTY:   isTerminal(os.Stdin),
 		NoColor: os.Getenv("NO_COLOR") != "",
 		Getenv:  os.Getenv,
 	}

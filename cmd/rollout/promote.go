@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,14 +62,7 @@ func promoteRun(opts *PromoteOptions) error {
 	if dir == "" {
 		dir = executor.PromoteDir(executor.DefaultStatePaths(opts.User).Journals)
 	}
-	by := os.Getenv("USER")
-	if u, err := user.Current(); err == nil {
-		by = u.Username
-	}
-	if host, err := os.Hostname(); err == nil {
-		by += "@" + host
-	}
-	if err := executor.Promote(dir, opts.RunID, executor.Promotion{By: by, Abort: opts.Abort, Time: opts.Now()}); err != nil {
+	if err := executor.Promote(dir, opts.RunID, executor.Promotion{By: whoAmI(), Abort: opts.Abort, Time: opts.Now()}); err != nil {
 		return usageError("%v", err)
 	}
 	what := "promoted"
@@ -74,4 +71,65 @@ func promoteRun(opts *PromoteOptions) error {
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "rollout: the canary of run %s is %s; the run goes on (see its output or `rollout events --run %s`).\n", opts.RunID, what, opts.RunID)
 	return nil
+}
+
+// promoter answers a canary's wait from the terminal the run was started
+// on: a line "y" promotes, "n" rejects (anything else is asked again).
+// It is used only when stdin is a terminal, so a CI job's run never
+// blocks on it; `rollout promote` from another shell works alike.
+type promoter struct {
+	in    *bufio.Reader
+	errW  io.Writer
+	dir   string
+	runID string
+	by    string
+	once  sync.Once
+}
+
+// observe wraps an observer: at CANARY_WAITING it says the run also
+// takes an answer here, and starts reading it.
+func (p *promoter) observe(next func(executor.Event)) func(executor.Event) {
+	return func(e executor.Event) {
+		if e.Event == executor.CanaryWaiting {
+			e.Message += "; or type y (promote) or n (roll back) and Enter here"
+			p.once.Do(func() { go p.read() })
+		}
+		next(e)
+	}
+}
+
+// read takes answers until one is y or n, and writes it as `rollout
+// promote` does. The run decides what becomes of it (it may have stopped
+// waiting meanwhile: then the answer is refused, and said so).
+func (p *promoter) read() {
+	for {
+		line, err := p.in.ReadString('\n')
+		answer := strings.ToLower(strings.TrimSpace(line))
+		switch answer {
+		case "y", "yes", "n", "no":
+			abort := answer[0] == 'n'
+			if err := executor.Promote(p.dir, p.runID, executor.Promotion{By: p.by + " (terminal)", Abort: abort, Time: time.Now()}); err != nil {
+				fmt.Fprintf(p.errW, "rollout: %v\n", err)
+			}
+			return
+		case "":
+		default:
+			fmt.Fprintf(p.errW, "rollout: type y to promote the canary or n to roll it back\n")
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// whoAmI names the person promoting: user@host.
+func whoAmI() string {
+	by := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		by = u.Username
+	}
+	if host, err := os.Hostname(); err == nil {
+		by += "@" + host
+	}
+	return by
 }

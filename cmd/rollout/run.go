@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -202,7 +203,15 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		live.Start(100 * time.Millisecond)
 		observe = live.Observe
 	}
+	runID := executor.NewRunID(time.Now())
+	promoteDir := executor.PromoteDir(journals)
+	if opts.IO.InTTY && opts.IO.In != nil && !opts.JSON && manualCanary(plan) {
+		p := &promoter{in: bufio.NewReader(opts.IO.In), errW: opts.IO.ErrOut, dir: promoteDir, runID: runID, by: whoAmI()}
+		observe = p.observe(observe)
+	}
 	res, runErr := executor.Run(ctx, plan, executor.Options{
+		RunID:       runID,
+		PromoteDir:  promoteDir,
 		Build:       steps.NewBuilder(deps),
 		BuildCheck:  steps.NewCheckBuilder(deps),
 		Parallel:    plan.MaxParallel,
@@ -251,6 +260,16 @@ func runExitCode(errOut io.Writer, res executor.Result, runErr error) int {
 		code = exitFailed
 	}
 	return code
+}
+
+// manualCanary says whether a canary of plan waits for a person.
+func manualCanary(plan *planner.Plan) bool {
+	for _, c := range plan.Canaries {
+		if !c.AutoPromote {
+			return true
+		}
+	}
+	return false
 }
 
 // preflightOptions are the checks made before anything changes: every
