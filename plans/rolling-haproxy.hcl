@@ -19,8 +19,8 @@
 #
 # With nginx instead, replace the two haproxy steps with nginx_upstream
 # steps (state = "down" before the restart, "up" after the check).
-# Deploying one release into every instance waits for the plan language's
-# instances: a deploy step's `from` must differ per service today.
+# plans/canary-haproxy.hcl deploys a release to the first instance, watches
+# it, and only then to the others.
 
 include = ["defaults.hcl"]
 
@@ -34,7 +34,7 @@ pipeline "sso-api-instance" {
   step "haproxy_drain" "drain" {
     socket  = var.haproxy_socket
     backend = "sso_api"
-    server  = service.meta.lb_server
+    server  = "sso${service.instance}"
     timeout = "30s"
   }
   step "restart" "restart" {}
@@ -42,35 +42,20 @@ pipeline "sso-api-instance" {
   step "haproxy_ready" "ready" {
     socket  = var.haproxy_socket
     backend = "sso_api"
-    server  = service.meta.lb_server
+    server  = "sso${service.instance}"
   }
 }
 
-service "sso.api.1" {
-  unit        = "lilith-sso-api@1.service"
+service "sso.api" {
+  unit        = "lilith-sso-api@.service"
+  instances   = ["1", "2", "3"]                    # lilith-sso-api@1.service ...
+  port        = 3010 + service.instance_index + 1  # 3011, 3012, 3013
   pipeline    = "sso-api-instance"
-  working_dir = "${var.codebase}/features/sso/backend-api-1"
-  meta        = { lb_server = "sso1" }
-  health "http" { url = "http://${var.host}:3011/health" }
-}
-
-service "sso.api.2" {
-  unit        = "lilith-sso-api@2.service"
-  pipeline    = "sso-api-instance"
-  working_dir = "${var.codebase}/features/sso/backend-api-2"
-  meta        = { lb_server = "sso2" }
-  health "http" { url = "http://${var.host}:3012/health" }
-}
-
-service "sso.api.3" {
-  unit        = "lilith-sso-api@3.service"
-  pipeline    = "sso-api-instance"
-  working_dir = "${var.codebase}/features/sso/backend-api-3"
-  meta        = { lb_server = "sso3" }
-  health "http" { url = "http://${var.host}:3013/health" }
+  working_dir = "${var.codebase}/features/sso/backend-api"
+  health "http" { url = "http://${var.host}:${service.port}/health" }
 }
 
 plan "rolling-haproxy" {
-  max_parallel = 1       # one instance out of traffic at a time
+  max_parallel = 1       # one instance out of traffic at a time (the default for instances)
   on_failure   = "abort" # a failed instance is rolled back; the rest are not touched
 }
