@@ -28,6 +28,7 @@ var NotifyEvents = []string{
 	"SERVICE_RESTART_START", "SERVICE_RESTART_SUCCESS", "SERVICE_RESTART_FAILED", "SERVICE_SKIPPED",
 	"STEP_START", "STEP_SUCCESS", "STEP_FAILED",
 	"ROLLBACK_START", "ROLLBACK_SUCCESS", "ROLLBACK_FAILED",
+	"CANARY_START", "CANARY_PROMOTED", "CANARY_FAILED",
 }
 
 // DefaultNotifyEvents are sent when a notify block has no events attribute:
