@@ -45,8 +45,10 @@ var (
 	keyDir string
 )
 
-// keys returns the directory holding the client key shared by every host
-// of this test binary.
+// keys returns the directory holding the client key and the script shared
+// by every host of this test binary. The key is made here, once, under keyMu: the
+// script makes it when missing, and two hosts started at once would both
+// run ssh-keygen on the same file, the second failing on the first's.
 func keys() (string, error) {
 	keyMu.Lock()
 	defer keyMu.Unlock()
@@ -55,6 +57,16 @@ func keys() (string, error) {
 	}
 	dir, err := os.MkdirTemp("", "fakehost-keys-")
 	if err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(dir, "client")).CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("ssh-keygen: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	// Written once too: rewriting it for each host would truncate it
+	// under a sh that is reading it for another.
+	if err := os.WriteFile(filepath.Join(dir, "fakehost.sh"), script, 0o755); err != nil {
+		os.RemoveAll(dir)
 		return "", err
 	}
 	keyDir = dir
@@ -88,18 +100,18 @@ func StartHost(name string) (*Host, error) {
 		return nil, err
 	}
 	sh := filepath.Join(dir, "fakehost.sh")
-	if err := os.WriteFile(sh, script, 0o755); err != nil {
-		return nil, err
-	}
 	var lastErr error
 	for try := 0; try < 3; try++ {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		out, err := exec.Command("sh", sh, name, strconv.Itoa(port), dir).Output()
+		cmd := exec.Command("sh", sh, name, strconv.Itoa(port), dir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		if err != nil {
-			return nil, fmt.Errorf("fakehost.sh: %w", err)
+			return nil, fmt.Errorf("fakehost.sh: %w: %s", err, strings.TrimSpace(stderr.String()))
 		}
 		pgid, err := strconv.Atoi(strings.TrimSpace(string(out)))
 		if err != nil {
