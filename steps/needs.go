@@ -31,7 +31,12 @@ var needsFuncs = map[string]planner.NeedsFunc{
 	// source is checked.
 	TypeRelease: func(args map[string]cty.Value, svc *planner.Service) planner.Needs {
 		from, _ := knownString(args, "from")
-		return planner.Needs{Copies: []planner.Copy{{From: from}}}
+		n := planner.Needs{Copies: []planner.Copy{{From: from}}}
+		if svc != nil && svc.Host != nil {
+			// The copy to a host is an rsync over ssh: rsync on both ends.
+			n.Programs = []planner.Program{{Name: "rsync", Use: "release step (copy to a host)"}}
+		}
+		return n
 	},
 	// A switch needs the release it switches to (what `rollout rollback`
 	// runs: a release removed since it was planned is reported before any

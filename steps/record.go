@@ -176,7 +176,7 @@ func recoverOn(rec executor.UndoRecord, deps Deps, h Host) (executor.Undo, error
 			u = &remoteRsyncUndo{host: h, to: ru.to, snapshot: ru.snapshot, exclude: ru.exclude}
 		}
 	case RecordSwitchRelease:
-		u = &releaseUndo{base: a.need("base"), back: a.get("back"), discard: a.get("discard")}
+		u = &releaseUndo{base: a.need("base"), back: a.get("back"), discard: a.get("discard"), fs: releaseFSOn(h)}
 		for _, id := range []string{a.get("back"), a.get("discard")} {
 			if id != "" && !validReleaseID(id) && a.err == nil {
 				a.err = fmt.Errorf("record %s: %q is not a release id", rec.Kind, id)

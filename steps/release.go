@@ -42,7 +42,6 @@ func releaseStepType() planner.StepType {
 		// code (--deploy-path DIR on a plan of several services).
 		UniqueArgs: []string{"from", "to"},
 		Validate:   validateAll(validateSharedPaths("shared"), validateKeep("keep")),
-		NotOnHosts: notOnHostsRelease,
 	}
 }
 
@@ -59,7 +58,6 @@ func switchReleaseStepType() planner.StepType {
 		},
 		Rollback:   "points `current` back at the release it left",
 		UniqueArgs: []string{"to"},
-		NotOnHosts: notOnHostsRelease,
 	}
 }
 
@@ -67,6 +65,7 @@ type releaseStep struct {
 	from, base string
 	shared     []string
 	keep       int
+	fs         releaseFS // where base is: this machine or the instance's host
 
 	// id is chosen once, by whichever of InFlightRecord and Do runs
 	// first, so that the journal names the directory Do creates.
@@ -75,7 +74,7 @@ type releaseStep struct {
 }
 
 func (b *builder) buildRelease(svc *planner.Service, step *planner.Step, r *argReader) (executor.Step, error) {
-	s := &releaseStep{keep: defaultKeepReleases, now: time.Now}
+	s := &releaseStep{keep: defaultKeepReleases, now: time.Now, fs: releaseFSOn(b.host)}
 	s.from, _ = r.str("from")
 	s.base, _ = r.str("to")
 	s.shared, _ = r.strList("shared")
@@ -106,6 +105,15 @@ func (b *builder) buildRelease(svc *planner.Service, step *planner.Step, r *argR
 // service must run from BASE/current (or below it): a release it does not
 // run would deploy nothing.
 func releaseBaseOf(svc *planner.Service, to string) (string, error) {
+	if svc.Host != nil {
+		// A relative path would be made absolute against the controller's
+		// directory, which means nothing on the host.
+		for _, p := range []string{to, svc.WorkingDir} {
+			if p != "" && !filepath.IsAbs(p) {
+				return "", fmt.Errorf("%q is relative; on host %s give release paths (`to`, working_dir) as absolute paths", p, svc.Host.Name)
+			}
+		}
+	}
 	wd := ""
 	if svc.WorkingDir != "" {
 		wd = absOrSelf(filepath.Clean(svc.WorkingDir))
@@ -138,7 +146,9 @@ func (s *releaseStep) InFlightRecord(*executor.Env) (executor.UndoRecord, bool) 
 	if s.base == "" {
 		return executor.UndoRecord{}, false
 	}
-	prev, err := readCurrent(s.base)
+	ctx, cancel := context.WithTimeout(context.Background(), fsTimeout)
+	defer cancel()
+	prev, err := s.fs.readCurrent(ctx, s.base)
 	if err != nil {
 		// Do fails on the same error before it changes anything.
 		return executor.UndoRecord{}, false
@@ -154,71 +164,74 @@ func (s *releaseStep) Do(ctx context.Context, env *executor.Env) (executor.Undo,
 	if err != nil {
 		return nil, err
 	}
-	base := s.base
-	if err := checkReleaseSource(from, base); err != nil {
+	base, rfs := s.base, s.fs
+	on := rfs.where()
+	// The source is on the controller; it overlaps the base only when
+	// both are on this machine.
+	overlapBase := base
+	if on != "" {
+		overlapBase = ""
+	}
+	if err := checkReleaseSource(from, overlapBase); err != nil {
 		return nil, err
 	}
 	// A missing base is refused rather than created, as rsync's target:
 	// a typo in `to` should not deploy to a fresh path that no unit runs.
-	if fi, err := os.Stat(base); err != nil {
-		return nil, fmt.Errorf("release base: %w (create it, and point the unit's WorkingDirectory at %s)", err, filepath.Join(base, currentLink))
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("release base %q is not a directory", base)
+	if dir, err := rfs.isDir(ctx, base); err != nil {
+		return nil, fmt.Errorf("release base%s: %w (create it, and point the unit's WorkingDirectory at %s)", on, err, filepath.Join(base, currentLink))
+	} else if !dir {
+		return nil, fmt.Errorf("release base %q%s is not a directory", base, on)
 	}
-	prev, err := readCurrent(base)
+	prev, err := rfs.readCurrent(ctx, base)
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{releasesDir, sharedDir} {
-		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
-			return nil, err
-		}
+	if err := rfs.mkdirAll(ctx, filepath.Join(base, releasesDir), filepath.Join(base, sharedDir)); err != nil {
+		return nil, err
 	}
 	id := s.releaseID()
 	partial := partialPath(base, id)
-	if err := os.RemoveAll(partial); err != nil {
+	if err := rfs.removeAll(ctx, partial); err != nil {
 		return nil, err
 	}
-	logf(env, "copy %s to %s", from, releasePath(base, id))
-	if err := copyTree(ctx, from, partial); err != nil {
+	logf(env, "copy %s to %s%s", from, releasePath(base, id), on)
+	if err := rfs.copyIn(ctx, from, partial); err != nil {
 		// Nothing a service sees changed; the partial copy is clutter.
-		_ = os.RemoveAll(partial)
-		return nil, fmt.Errorf("copy %s: %w", from, err)
+		_ = rfs.removeAll(context.WithoutCancel(ctx), partial)
+		return nil, fmt.Errorf("copy %s%s: %w", from, on, err)
 	}
 	for _, p := range s.shared {
-		if err := linkShared(base, partial, filepath.FromSlash(p)); err != nil {
-			_ = os.RemoveAll(partial)
+		if err := rfs.linkShared(ctx, base, partial, filepath.FromSlash(p)); err != nil {
+			_ = rfs.removeAll(context.WithoutCancel(ctx), partial)
 			return nil, err
 		}
 	}
 	// The files reach the disk before anything points at them, and the
 	// release gets its name only when it is whole.
-	if err := syncFS(partial); err != nil {
-		_ = os.RemoveAll(partial)
-		return nil, fmt.Errorf("sync %s: %w", partial, err)
-	}
-	if err := os.Rename(partial, releasePath(base, id)); err != nil {
-		_ = os.RemoveAll(partial)
+	renamed, err := rfs.publish(ctx, partial, releasePath(base, id))
+	if !renamed {
+		_ = rfs.removeAll(context.WithoutCancel(ctx), partial)
 		return nil, err
 	}
-	u := &releaseUndo{base: base, back: prev, discard: id, keep: s.keep}
-	if err := syncDir(filepath.Join(base, releasesDir)); err != nil {
+	u := &releaseUndo{base: base, back: prev, discard: id, keep: s.keep, fs: rfs}
+	if err != nil {
 		return u, err
 	}
-	if err := switchCurrent(base, id); err != nil {
+	if err := rfs.switchCurrent(ctx, base, id); err != nil {
 		return u, err
 	}
 	if prev == "" {
-		logf(env, "%s -> %s (first release)", filepath.Join(base, currentLink), linkTarget(id))
+		logf(env, "%s -> %s (first release)%s", filepath.Join(base, currentLink), linkTarget(id), on)
 	} else {
-		logf(env, "%s -> %s (was %s)", filepath.Join(base, currentLink), linkTarget(id), linkTarget(prev))
+		logf(env, "%s -> %s (was %s)%s", filepath.Join(base, currentLink), linkTarget(id), linkTarget(prev), on)
 	}
 	return u, nil
 }
 
 // checkReleaseSource refuses a source that is missing, not a directory,
 // empty (a wrong --deploy-path must not become a release that serves
-// nothing), or that overlaps the base (the copy would copy itself).
+// nothing), or that overlaps the base (the copy would copy itself; base
+// "" skips that check, for a base on another machine).
 func checkReleaseSource(from, base string) error {
 	fi, err := os.Stat(from)
 	if err != nil {
@@ -234,7 +247,7 @@ func checkReleaseSource(from, base string) error {
 	if len(entries) == 0 {
 		return fmt.Errorf("release source %q is empty: check --deploy-path", from)
 	}
-	if within(from, base) || within(base, from) {
+	if base != "" && (within(from, base) || within(base, from)) {
 		return fmt.Errorf("release source %q and base %q overlap: deploy from a directory outside the base", from, base)
 	}
 	return nil
@@ -249,12 +262,16 @@ func within(p, dir string) bool {
 type switchReleaseStep struct {
 	base, release, expect string
 	markBad               bool
+	fs                    releaseFS
 }
 
 func (b *builder) buildSwitchRelease(svc *planner.Service, step *planner.Step, r *argReader) (executor.Step, error) {
-	s := &switchReleaseStep{markBad: true}
+	s := &switchReleaseStep{markBad: true, fs: releaseFSOn(b.host)}
 	s.base, _ = r.str("to")
 	s.release, _ = r.str("release")
+	if on := where(b.host); on != "" && s.base != "" && !filepath.IsAbs(s.base) {
+		return nil, fmt.Errorf("%q is relative%s: give `to` as an absolute path", s.base, on)
+	}
 	s.base = absOrSelf(s.base)
 	s.expect, _ = r.str("expect")
 	if m, ok := r.boolean("mark_bad"); ok {
@@ -269,7 +286,9 @@ func (b *builder) buildSwitchRelease(svc *planner.Service, step *planner.Step, r
 // InFlightRecord implements executor.InFlightRecordable: the release
 // `current` points at before the switch.
 func (s *switchReleaseStep) InFlightRecord(*executor.Env) (executor.UndoRecord, bool) {
-	prev, err := readCurrent(s.base)
+	ctx, cancel := context.WithTimeout(context.Background(), fsTimeout)
+	defer cancel()
+	prev, err := s.fs.readCurrent(ctx, s.base)
 	if err != nil {
 		return executor.UndoRecord{}, false
 	}
@@ -277,25 +296,27 @@ func (s *switchReleaseStep) InFlightRecord(*executor.Env) (executor.UndoRecord, 
 }
 
 func (s *switchReleaseStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, error) {
-	prev, err := readCurrent(s.base)
+	rfs := s.fs
+	on := rfs.where()
+	prev, err := rfs.readCurrent(ctx, s.base)
 	if err != nil {
 		return nil, err
 	}
 	if s.expect != "" && prev != s.expect {
-		return nil, fmt.Errorf("%s is %s, not %s as planned: another deploy ran meanwhile; look again with `rollout releases`", filepath.Join(s.base, currentLink), orNone(prev), s.expect)
+		return nil, fmt.Errorf("%s%s is %s, not %s as planned: another deploy ran meanwhile; look again with `rollout releases`", filepath.Join(s.base, currentLink), on, orNone(prev), s.expect)
 	}
 	if prev == s.release {
-		return nil, fmt.Errorf("release %s is already current", s.release)
+		return nil, fmt.Errorf("release %s is already current%s", s.release, on)
 	}
-	if fi, err := os.Stat(releasePath(s.base, s.release)); err != nil {
-		return nil, fmt.Errorf("release %s: %w", s.release, err)
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("release %s is not a directory", releasePath(s.base, s.release))
+	if dir, err := rfs.isDir(ctx, releasePath(s.base, s.release)); err != nil {
+		return nil, fmt.Errorf("release %s%s: %w", s.release, on, err)
+	} else if !dir {
+		return nil, fmt.Errorf("release %s%s is not a directory", releasePath(s.base, s.release), on)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	u := &releaseUndo{base: s.base, back: prev}
+	u := &releaseUndo{base: s.base, back: prev, fs: rfs}
 	if s.markBad && prev != "" {
 		runID := ""
 		if env != nil {
@@ -304,10 +325,10 @@ func (s *switchReleaseStep) Do(ctx context.Context, env *executor.Env) (executor
 		u.markBad = prev
 		u.reason = fmt.Sprintf("rolled back to %s by run %s at %s", s.release, runID, time.Now().UTC().Format(time.RFC3339))
 	}
-	if err := switchCurrent(s.base, s.release); err != nil {
+	if err := rfs.switchCurrent(ctx, s.base, s.release); err != nil {
 		return u, err
 	}
-	logf(env, "%s -> %s (was %s)", filepath.Join(s.base, currentLink), linkTarget(s.release), orNone(prev))
+	logf(env, "%s -> %s (was %s)%s", filepath.Join(s.base, currentLink), linkTarget(s.release), orNone(prev), on)
 	return u, nil
 }
 
@@ -343,6 +364,15 @@ type releaseUndo struct {
 	keep    int    // commit: releases to keep (0 = no pruning)
 	markBad string // commit: release to mark bad
 	reason  string
+
+	fs releaseFS // nil: where rollout runs
+}
+
+func (u *releaseUndo) files() releaseFS {
+	if u.fs == nil {
+		return localFS{}
+	}
+	return u.fs
 }
 
 func (u *releaseUndo) Describe() string {
@@ -355,27 +385,30 @@ func (u *releaseUndo) Describe() string {
 	if u.discard != "" {
 		fmt.Fprintf(&b, ", remove %s", linkTarget(u.discard))
 	}
+	b.WriteString(u.files().where())
 	return b.String()
 }
 
 func (u *releaseUndo) Undo(ctx context.Context, env *executor.Env) error {
-	cur, err := readCurrent(u.base)
+	rfs := u.files()
+	on := rfs.where()
+	cur, err := rfs.readCurrent(ctx, u.base)
 	if err != nil {
 		return err
 	}
 	if cur != u.back {
 		if u.back != "" {
-			if _, err := os.Stat(releasePath(u.base, u.back)); err != nil {
-				return fmt.Errorf("cannot point %s back at %s: %w", filepath.Join(u.base, currentLink), linkTarget(u.back), err)
+			if _, err := rfs.isDir(ctx, releasePath(u.base, u.back)); err != nil {
+				return fmt.Errorf("cannot point %s%s back at %s: %w", filepath.Join(u.base, currentLink), on, linkTarget(u.back), err)
 			}
 		}
-		if err := switchCurrent(u.base, u.back); err != nil {
+		if err := rfs.switchCurrent(ctx, u.base, u.back); err != nil {
 			return err
 		}
-		logf(env, "%s -> %s", filepath.Join(u.base, currentLink), orNone(u.back))
+		logf(env, "%s -> %s%s", filepath.Join(u.base, currentLink), orNone(u.back), on)
 	}
 	if u.discard != "" && u.discard != u.back {
-		if err := removeRelease(u.base, u.discard); err != nil {
+		if err := rfs.removeRelease(ctx, u.base, u.discard); err != nil {
 			return fmt.Errorf("%s is back, but removing the failed release failed: %w", filepath.Join(u.base, currentLink), err)
 		}
 	}
@@ -385,25 +418,26 @@ func (u *releaseUndo) Undo(ctx context.Context, env *executor.Env) error {
 // Commit implements executor.Committer.
 func (u *releaseUndo) Commit(ctx context.Context) error {
 	var errs []error
+	rfs := u.files()
 	if u.markBad != "" {
-		if err := markBad(u.base, u.markBad, u.reason); err != nil {
-			errs = append(errs, fmt.Errorf("mark %s bad: %w", linkTarget(u.markBad), err))
+		if err := rfs.markBad(ctx, u.base, u.markBad, u.reason); err != nil {
+			errs = append(errs, fmt.Errorf("mark %s bad%s: %w", linkTarget(u.markBad), rfs.where(), err))
 		}
 	}
 	if u.keep > 0 {
-		errs = append(errs, pruneReleases(u.base, u.keep, u.back))
+		errs = append(errs, pruneReleases(ctx, rfs, u.base, u.keep, u.back))
 	}
 	return errors.Join(errs...)
 }
 
 // pruneReleases removes the oldest releases beyond keep, never the current
 // one nor the previous one (what a rollback goes back to).
-func pruneReleases(base string, keep int, previous string) error {
-	rels, err := listReleases(base)
+func pruneReleases(ctx context.Context, rfs releaseFS, base string, keep int, previous string) error {
+	rels, err := rfs.listReleases(ctx, base)
 	if err != nil {
 		return err
 	}
-	cur, err := readCurrent(base)
+	cur, err := rfs.readCurrent(ctx, base)
 	if err != nil {
 		return err
 	}
@@ -413,7 +447,7 @@ func pruneReleases(base string, keep int, previous string) error {
 		if id == cur || id == previous {
 			continue
 		}
-		if err := removeRelease(base, id); err != nil {
+		if err := rfs.removeRelease(ctx, base, id); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -78,6 +78,13 @@ func readCurrent(base string) (string, error) {
 		}
 		return "", fmt.Errorf("read %s: %w", link, err)
 	}
+	return currentID(base, target)
+}
+
+// currentID is the release id of `current`'s target, which must be a
+// release in base's releases/.
+func currentID(base, target string) (string, error) {
+	link := filepath.Join(base, currentLink)
 	t := filepath.ToSlash(filepath.Clean(target))
 	if filepath.IsAbs(target) {
 		rel, err := filepath.Rel(base, target)

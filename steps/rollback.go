@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -47,11 +48,17 @@ func ReleaseBase(svc *planner.Service) (string, bool, error) {
 // Releases lists the releases under base, oldest first, and the id of the
 // current one ("" when there is no `current`).
 func Releases(base string) ([]Release, string, error) {
-	infos, err := listReleases(base)
+	return ReleasesOn(context.Background(), nil, base)
+}
+
+// ReleasesOn is Releases on host h (nil or Local: where rollout runs).
+func ReleasesOn(ctx context.Context, h Host, base string) ([]Release, string, error) {
+	rfs := releaseFSOn(h)
+	infos, err := rfs.listReleases(ctx, base)
 	if err != nil {
 		return nil, "", err
 	}
-	cur, err := readCurrent(base)
+	cur, err := rfs.readCurrent(ctx, base)
 	if err != nil {
 		return nil, "", err
 	}
@@ -75,13 +82,19 @@ type RollbackTarget struct {
 // release older than the current one that is not marked bad, or, when to
 // is set, the release whose id is to or starts with it.
 func ChooseRollback(base, to string) (RollbackTarget, error) {
-	rels, cur, err := Releases(base)
+	return ChooseRollbackOn(context.Background(), nil, base, to)
+}
+
+// ChooseRollbackOn is ChooseRollback for releases on host h (nil or
+// Local: where rollout runs).
+func ChooseRollbackOn(ctx context.Context, h Host, base, to string) (RollbackTarget, error) {
+	rels, cur, err := ReleasesOn(ctx, h, base)
 	if err != nil {
 		return RollbackTarget{}, err
 	}
 	t := RollbackTarget{Base: base, From: cur}
 	if cur == "" {
-		return t, fmt.Errorf("%s/current does not exist: nothing is deployed as a release yet", base)
+		return t, fmt.Errorf("%s/current does not exist%s: nothing is deployed as a release yet", base, where(h))
 	}
 	if to != "" {
 		var matches []Release

@@ -28,8 +28,7 @@ func ProbeHealth(ctx context.Context, h *planner.Health, unit string, sd Backend
 // workingDir or one of its parents. It returns "" when there is no such
 // link (the service is deployed in place, or not yet released).
 //
-// It reads the local filesystem; a service on a remote host needs the
-// host's file access (hosts, later).
+// It reads the local file system; CurrentReleaseOn reads a host's.
 func CurrentRelease(workingDir string) string {
 	if workingDir == "" {
 		return ""
@@ -57,4 +56,29 @@ func stateChangeTime(p map[string]any) time.Time {
 		return time.UnixMicro(int64(v))
 	}
 	return time.Time{}
+}
+
+// CurrentReleaseOn is CurrentRelease for an instance on host h (nil or
+// Local: where rollout runs): the link is read on the host.
+func CurrentReleaseOn(ctx context.Context, h Host, workingDir string) string {
+	if h == nil || h.Name() == "" {
+		return CurrentRelease(workingDir)
+	}
+	if workingDir == "" {
+		return ""
+	}
+	// The first ancestor named current, found in the path's text: the
+	// host's links are not followed from here.
+	for dir := filepath.Clean(workingDir); ; dir = filepath.Dir(dir) {
+		if filepath.Base(dir) == currentLink {
+			out, err := hostFS{h: h}.run(ctx, `exec readlink -- "$1"`, dir)
+			if err != nil {
+				return ""
+			}
+			return filepath.Base(strings.TrimSuffix(strings.TrimSpace(out), "/"))
+		}
+		if filepath.Dir(dir) == dir {
+			return ""
+		}
+	}
 }

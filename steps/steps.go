@@ -70,9 +70,6 @@ func Types() map[string]planner.StepType {
 // on, and a template naming each instance's server does not exist yet.
 const notOnHostsLB = "its load balancer's socket or configuration is a path on the machine rollout runs on, and the plan cannot yet name each instance's server"
 
-// notOnHostsRelease is why the release steps refuse instances on hosts.
-const notOnHostsRelease = "it works on the file system of the machine rollout runs on; deploy to hosts with an rsync step"
-
 // noSystemd are the step types that build without a systemd backend.
 var noSystemd = map[string]bool{
 	TypeExec: true, TypeRsync: true, TypeRelease: true, TypeSwitchRelease: true,

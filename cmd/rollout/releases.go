@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,20 +17,23 @@ import (
 type ReleasesOptions struct {
 	IO    *IOStreams
 	File  string
-	Flags planFlags // --var, --plan, --service
+	Flags planFlags // --var, --plan, --service, --host
 	JSON  bool
+	// Hosts opens the plan's hosts (ssh); tests may replace it.
+	Hosts func(ctx context.Context) (*steps.HostSet, error)
 }
 
 // NewCmdReleases builds `releases`.
 func NewCmdReleases(io *IOStreams, runF func(*ReleasesOptions) error) *cobra.Command {
-	opts := &ReleasesOptions{IO: io}
+	opts := &ReleasesOptions{IO: io, Hosts: openHosts}
 	cmd := &cobra.Command{
-		Use:   "releases FILE [--service NAME]... [--var K=V]... [--json]",
+		Use:   "releases FILE [--service NAME]... [--host NAME]... [--var K=V]... [--json]",
 		Short: "List each service's releases: which is current, which are marked bad",
 		Long: `List the releases of each selected service whose pipeline has a release
 step, oldest first: the release id, whether it is current, and whether
 ` + "`rollout rollback`" + ` left it (marked bad: the next rollback skips it). It reads
-the release directories only; it changes nothing.`,
+the release directories only; it changes nothing. The releases of an instance
+on a host (SERVICE@HOST) are read on that host, over ssh.`,
 		Example: `  rollout releases plans/platform.hcl --service sso.api
   rollout releases plans/platform.hcl --json`,
 		Args: cobra.ExactArgs(1),
@@ -47,6 +52,7 @@ the release directories only; it changes nothing.`,
 	fs.StringArrayVar(&opts.Flags.Vars, "var", nil, "set a plan variable, `K=V` (repeatable)")
 	fs.StringVar(&opts.Flags.Plan, "plan", "", "the plan block to use when the file has several")
 	fs.StringArrayVar(&opts.Flags.Services, "service", nil, "list only this service (repeatable)")
+	fs.StringArrayVar(&opts.Flags.Hosts, "host", nil, "list only the instances on this host (repeatable)")
 	fs.BoolVar(&opts.JSON, "json", false, "print JSON")
 	return cmd
 }
@@ -54,6 +60,7 @@ the release directories only; it changes nothing.`,
 // serviceReleases is one service in `rollout releases`.
 type serviceReleases struct {
 	Service  string          `json:"service"`
+	Host     string          `json:"host,omitempty"`
 	Base     string          `json:"base"`
 	Current  string          `json:"current"`
 	Releases []steps.Release `json:"releases"`
@@ -67,6 +74,8 @@ func releasesRun(opts *ReleasesOptions) error {
 	if err != nil {
 		return err
 	}
+	hosts := newLazyHosts(opts.Hosts)
+	defer hosts.close()
 	var out []serviceReleases
 	failed := false
 	for _, svc := range c.Plan.Services {
@@ -75,9 +84,18 @@ func releasesRun(opts *ReleasesOptions) error {
 			continue
 		}
 		sr := serviceReleases{Service: svc.Name, Base: base, Releases: []steps.Release{}}
+		var h steps.Host
+		if svc.Host != nil {
+			sr.Host = svc.Host.Name
+			if err == nil {
+				h, err = hosts.get(svc.Host)
+			}
+		}
 		if err == nil {
 			var rels []steps.Release
-			rels, sr.Current, err = steps.Releases(base)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			rels, sr.Current, err = steps.ReleasesOn(ctx, h, base)
+			cancel()
 			if rels != nil {
 				sr.Releases = rels
 			}

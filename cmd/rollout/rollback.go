@@ -24,15 +24,16 @@ type RollbackOptions struct {
 	NoTTY  bool
 
 	Systemd  func(ctx context.Context, user bool) (steps.Backend, error)
+	Hosts    func(ctx context.Context) (*steps.HostSet, error)
 	Signals  <-chan os.Signal
 	LockPath string // tests
 }
 
 // NewCmdRollback builds `rollback`.
 func NewCmdRollback(io *IOStreams, runF func(*RollbackOptions) error) *cobra.Command {
-	opts := &RollbackOptions{IO: io, Systemd: connectSystemd}
+	opts := &RollbackOptions{IO: io, Systemd: connectSystemd, Hosts: openHosts}
 	cmd := &cobra.Command{
-		Use:   "rollback FILE [--service NAME]... [--to RELEASE] [--dry-run] [--parallel N] [--var K=V]... [--events FILE] [--user] [--json]",
+		Use:   "rollback FILE [--service NAME]... [--host NAME]... [--to RELEASE] [--dry-run] [--parallel N] [--var K=V]... [--events FILE] [--user] [--json]",
 		Short: "Switch services back to their previous good release and restart them",
 		Long: `Switch the selected services (default: every service of the plan whose
 pipeline has a release step) back to the release before the current one that
@@ -71,6 +72,7 @@ act; 130 interrupted.`,
 	fs.StringArrayVar(&opts.Flags.Vars, "var", nil, "set a plan variable, `K=V` (repeatable)")
 	fs.StringVar(&opts.Flags.Plan, "plan", "", "the plan block to use when the file has several")
 	fs.StringArrayVar(&opts.Flags.Services, "service", nil, "roll back only this service (repeatable; dependency order is kept)")
+	fs.StringArrayVar(&opts.Flags.Hosts, "host", nil, "roll back only the instances on this host (repeatable)")
 	fs.IntVar(&opts.Flags.Parallel, "parallel", 1, "how many services may restart at once (0 = unbounded); default: the plan's max_parallel, else 1")
 	fs.StringVar(&opts.To, "to", "", "the `RELEASE` to switch to (an id or a unique prefix; default: the previous good one)")
 	fs.BoolVar(&opts.Flags.DryRun, "dry-run", false, "print the release each service goes back to and the steps; change and write nothing")
@@ -82,13 +84,15 @@ act; 130 interrupted.`,
 }
 
 func rollbackRun(opts *RollbackOptions) error {
-	plan, targets, err := planRollback(opts.IO, opts.File, &opts.Flags, opts.To)
+	hosts := newLazyHosts(opts.Hosts)
+	defer hosts.close()
+	plan, targets, err := planRollback(opts.IO, opts.File, &opts.Flags, opts.To, hosts.get)
 	if err != nil {
 		return err
 	}
 	run := &RunOptions{
 		IO: opts.IO, File: opts.File, Flags: opts.Flags, Events: opts.Events, User: opts.User,
-		JSON: opts.JSON, NoTTY: opts.NoTTY, Systemd: opts.Systemd, Signals: opts.Signals, LockPath: opts.LockPath,
+		JSON: opts.JSON, NoTTY: opts.NoTTY, Systemd: opts.Systemd, Hosts: opts.Hosts, Signals: opts.Signals, LockPath: opts.LockPath,
 	}
 	w := opts.IO.ErrOut
 	if opts.Flags.DryRun {
@@ -107,7 +111,9 @@ func rollbackRun(opts *RollbackOptions) error {
 // planRollback compiles the plan to find each selected service's release
 // base, chooses the release it goes back to, and replaces its steps with
 // the rollback pipeline. Every service's problem is reported at once.
-func planRollback(io *IOStreams, file string, f *planFlags, to string) (*planner.Plan, []steps.RollbackTarget, error) {
+//
+// hostOf gives the host of an instance on one, where its releases are read.
+func planRollback(io *IOStreams, file string, f *planFlags, to string, hostOf func(*planner.Host) (steps.Host, error)) (*planner.Plan, []steps.RollbackTarget, error) {
 	// Compiled as for a deploy, so that release steps behind `if =
 	// run.deploy` are there; the deploy path is left empty, as nothing is
 	// deployed.
@@ -156,7 +162,14 @@ func planRollback(io *IOStreams, file string, f *planFlags, to string) (*planner
 			problems = append(problems, fmt.Sprintf("%s: %v", svc.Name, err))
 			continue
 		}
-		t, err := steps.ChooseRollback(base, to)
+		var h steps.Host
+		if svc.Host != nil {
+			if h, err = hostOf(svc.Host); err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", svc.Name, err))
+				continue
+			}
+		}
+		t, err := steps.ChooseRollbackOn(context.Background(), h, base, to)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", svc.Name, err))
 			continue
@@ -179,4 +192,36 @@ func pluralVerb(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// lazyHosts opens the plan's hosts at the first instance that needs one,
+// so that a plan without hosts never starts ssh.
+type lazyHosts struct {
+	open func(context.Context) (*steps.HostSet, error)
+	set  *steps.HostSet
+	err  error
+}
+
+func newLazyHosts(open func(context.Context) (*steps.HostSet, error)) *lazyHosts {
+	return &lazyHosts{open: open}
+}
+
+func (l *lazyHosts) get(h *planner.Host) (steps.Host, error) {
+	if l.set == nil && l.err == nil {
+		if l.open == nil {
+			l.err = fmt.Errorf("hosts are not reachable here")
+		} else {
+			l.set, l.err = l.open(context.Background())
+		}
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	return l.set.Get(h)
+}
+
+func (l *lazyHosts) close() {
+	if l.set != nil {
+		l.set.Close()
+	}
 }

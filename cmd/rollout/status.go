@@ -11,6 +11,7 @@ import (
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/status"
+	"github.com/rollout-sh/rollout/planner"
 	"github.com/rollout-sh/rollout/steps"
 )
 
@@ -27,21 +28,25 @@ type StatusOptions struct {
 	// Systemd connects to the manager; tests replace it with a fake or a
 	// private manager.
 	Systemd func(ctx context.Context, user bool) (steps.Backend, error)
+	// Hosts opens the plan's hosts (ssh); tests may replace it.
+	Hosts func(ctx context.Context) (*steps.HostSet, error)
 	// Now is time.Now unless a test sets it.
 	Now func() time.Time
 }
 
 // NewCmdStatus builds `status`.
 func NewCmdStatus(io *IOStreams, runF func(*StatusOptions) error) *cobra.Command {
-	opts := &StatusOptions{IO: io, Systemd: connectSystemd, Now: time.Now}
+	opts := &StatusOptions{IO: io, Systemd: connectSystemd, Hosts: openHosts, Now: time.Now}
 	cmd := &cobra.Command{
-		Use:   "status FILE [--service NAME]... [--json] [--user] [--events FILE] [--timeout D]",
+		Use:   "status FILE [--service NAME]... [--host NAME]... [--json] [--user] [--events FILE] [--timeout D]",
 		Short: "Show each service's unit state, release, health right now and last run",
 		Long: `Show, for each service the plan selects: its unit's state and since when,
 its main PID, the release it runs (services deployed with the release step;
 "-" otherwise), its own health check run once now, and the last run that
 touched it (from the events log). Health checks run in parallel, at most 8 at
-once, all within --timeout.
+once, all within --timeout. An instance on a host (SERVICE@HOST) is read on
+that host over ssh: its unit from the host's manager, its release from the
+host's files, systemd and exec health checks there.
 
 Exit status: 0 every selected service is healthy; 1 one is not (so it can
 gate a CI step); 2 bad usage, an invalid plan, or systemd cannot be reached.`,
@@ -67,6 +72,7 @@ gate a CI step); 2 bad usage, an invalid plan, or systemd cannot be reached.`,
 	fs.StringArrayVar(&opts.Flags.Vars, "var", nil, "set a plan variable, `K=V` (repeatable)")
 	fs.StringVar(&opts.Flags.Plan, "plan", "", "the plan block to use when the file has several")
 	fs.StringArrayVar(&opts.Flags.Services, "service", nil, "only this service (repeatable)")
+	fs.StringArrayVar(&opts.Flags.Hosts, "host", nil, "only the instances on this host (repeatable)")
 	fs.StringVar(&opts.Events, "events", "", "the events log to read last runs from (default: the plan's events_log, else the per-user state file)")
 	fs.BoolVar(&opts.User, "user", false, "talk to the user's systemd manager instead of the system one")
 	fs.BoolVar(&opts.JSON, "json", false, "print JSON instead of a table")
@@ -80,21 +86,29 @@ func statusRun(opts *StatusOptions) error {
 		return err
 	}
 	plan := c.Plan
-	for _, svc := range plan.Services {
-		if svc.Host != nil {
-			// Reading the local manager for an instance on another machine
-			// would report the wrong unit.
-			return &exitError{code: exitUsage, err: fmt.Errorf("status of instances on hosts (%s) is not supported yet", svc.Name)}
-		}
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	defer cancel()
-	sd, err := opts.Systemd(ctx, opts.User)
-	if err != nil {
-		return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
+	var sd steps.Backend
+	if hasLocal(plan) {
+		sd, err = opts.Systemd(ctx, opts.User)
+		if err != nil {
+			return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
+		}
+		defer sd.Close()
 	}
-	defer sd.Close()
+	var hostsOf func(*planner.Host) (steps.Host, error)
+	if len(plan.Hosts) > 0 {
+		hosts, err := opts.Hosts(ctx)
+		if err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		defer hosts.Close()
+		// One connection per host, opened at once; an unreachable host
+		// shows as an error on each of its instances.
+		hosts.Warm(plan.Hosts)
+		hostsOf = hosts.Get
+	}
 
 	eventsPath := opts.Events
 	if eventsPath == "" {
@@ -111,6 +125,7 @@ func statusRun(opts *StatusOptions) error {
 
 	rep := status.Collect(ctx, plan, opts.Now(), status.Options{
 		Systemd: sd,
+		Hosts:   hostsOf,
 		Events:  events,
 		Timeout: opts.Timeout,
 	})

@@ -42,6 +42,10 @@ type Options struct {
 	// (steps.CurrentRelease when nil): "" when it does not deploy with
 	// releases.
 	Release func(workingDir string) string
+	// Hosts gives the host of an instance on one: its unit state, health
+	// (systemd and exec kinds) and release are read there. Nil when the
+	// plan has no hosts.
+	Hosts func(*planner.Host) (steps.Host, error)
 }
 
 // Report is the status of the selected services, in plan order. Healthy
@@ -56,6 +60,8 @@ type Report struct {
 // Service is one service's status.
 type Service struct {
 	Name string `json:"name"`
+	// Host is the host of an instance on one; "" where rollout runs.
+	Host string `json:"host,omitempty"`
 	Unit string `json:"unit"`
 	// Healthy: the unit is loaded and active, and the health check
 	// passed.
@@ -119,6 +125,9 @@ func Collect(ctx context.Context, plan *planner.Plan, now time.Time, opts Option
 	var wg sync.WaitGroup
 	for i, svc := range plan.Services {
 		rep.Services[i] = Service{Name: svc.Name, Unit: svc.Unit, LastRun: last[svc.Name]}
+		if svc.Host != nil {
+			rep.Services[i].Host = svc.Host.Name
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -156,22 +165,37 @@ func kindOf(svc *planner.Service) string {
 }
 
 func collectOne(ctx context.Context, svc *planner.Service, out *Service, opts Options) {
-	if st, err := opts.Systemd.Status(ctx, svc.Unit); err != nil {
+	h := svc.Health
+	out.Health = Health{Kind: kindOf(svc), Target: target(h)}
+	sd := opts.Systemd
+	release := func() string { return opts.Release(svc.WorkingDir) }
+	if svc.Host != nil {
+		// The local manager knows nothing of a unit on another machine.
+		host, err := hostOf(svc, opts)
+		if err != nil {
+			out.Error = err.Error()
+			out.Health.Error = "not checked: " + err.Error()
+			return
+		}
+		sd = host.Systemd()
+		release = func() string { return steps.CurrentReleaseOn(ctx, host, svc.WorkingDir) }
+	}
+	if sd == nil {
+		out.Error = "no systemd manager"
+	} else if st, err := sd.Status(ctx, svc.Unit); err != nil {
 		out.Error = err.Error()
 	} else {
 		out.LoadState, out.ActiveState, out.SubState = st.LoadState, st.ActiveState, st.SubState
 		out.Since = st.StateChangeTime
 		out.MainPID = st.MainPID
 	}
-	out.Release = opts.Release(svc.WorkingDir)
+	out.Release = release()
 
-	h := svc.Health
-	out.Health = Health{Kind: kindOf(svc), Target: target(h)}
 	if h == nil {
 		out.Health.Error = "no health check"
 		return
 	}
-	err := opts.Probe(ctx, h, svc.Unit, opts.Systemd)
+	err := opts.Probe(ctx, h, svc.Unit, sd)
 	switch {
 	case err == nil:
 		out.Health.OK = true
@@ -180,6 +204,17 @@ func collectOne(ctx context.Context, svc *planner.Service, out *Service, opts Op
 	default:
 		out.Health.Error = err.Error()
 	}
+}
+
+func hostOf(svc *planner.Service, opts Options) (steps.Host, error) {
+	if opts.Hosts == nil {
+		return nil, fmt.Errorf("host %s is not reachable in this status", svc.Host.Name)
+	}
+	h, err := opts.Hosts(svc.Host)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", svc.Host.Name, err)
+	}
+	return h, nil
 }
 
 func target(h *planner.Health) string {
