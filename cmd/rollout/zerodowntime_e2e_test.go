@@ -481,6 +481,8 @@ func TestZeroDowntimeCanaryPromoted(t *testing.T) {
 // A person promotes the canary from another shell with `rollout promote
 // RUN_ID`; until then the rest of the instances are not touched.
 func TestZeroDowntimeCanaryPromotedByAPerson(t *testing.T) {
+	// No load is measured here: it may share the machine with other tests.
+	t.Parallel()
 	p := newZDPlatform(t).withHAProxy()
 	release := p.canaryRelease("")
 	p.start()
@@ -527,6 +529,8 @@ func TestZeroDowntimeCanaryPromotedByAPerson(t *testing.T) {
 // the journal, so `rollout recover` rolls it back; the other instances
 // were never touched.
 func TestZeroDowntimeCanaryCrashThenRecover(t *testing.T) {
+	// No load is measured here: it may share the machine with other tests.
+	t.Parallel()
 	p := newZDPlatform(t).withHAProxy()
 	release := p.canaryRelease("")
 	p.start()

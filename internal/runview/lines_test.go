@@ -69,3 +69,51 @@ func TestIrreversibleRollbackIsSaid(t *testing.T) {
 	v.SummaryTable(&table, plan)
 	golden(t, "irreversible-live-table.txt", table.Bytes())
 }
+
+// TestCanaryIsShown: the canary's phases have lines of their own, the
+// live view a row while the canary is observed or waits for a person, and
+// a canary rolled back with its canary counts as failed, not done.
+func TestCanaryIsShown(t *testing.T) {
+	t.Setenv("TZ", "UTC")
+	at := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	evs := []executor.Event{
+		{Time: at, Event: executor.RunStart, RunID: "r1", Plan: "canary", Message: "3 services"},
+		{Time: at, Event: executor.ServiceRestartStart, Service: "api:1", Unit: "api@1.service"},
+		{Time: at, Event: executor.ServiceRestartSuccess, Service: "api:1", DurationMS: 2000, Message: "canary: held until promoted"},
+		{Time: at, Event: executor.CanaryStart, Service: "api", Message: "observing api:1 for 5m0s, every 10s: health of api:1; then waiting up to 10m0s for `rollout promote r1`"},
+		{Time: at.Add(5 * time.Minute), Event: executor.CanaryWaiting, Service: "api", Message: "waiting up to 10m0s for a person: rollout promote r1 (or --abort)"},
+	}
+	plan := &planner.Plan{Name: "canary", Services: []*planner.Service{{Name: "api:1"}, {Name: "api:2"}, {Name: "api:3"}}}
+	var live bytes.Buffer
+	now := at.Add(5*time.Minute + 12*time.Second)
+	v := NewLive(&live, plan, false, func() time.Time { return now })
+	for _, e := range evs {
+		v.Observe(e)
+	}
+	frame := v.frame(now)
+	if !bytes.Contains([]byte(frame), []byte("canary: awaiting promotion")) || !bytes.Contains([]byte(frame), []byte("12s")) {
+		t.Errorf("the live area has no row for the waiting canary:\n%s", frame)
+	}
+	rest := []executor.Event{
+		{Time: now, Event: executor.CanaryFailed, Service: "api", Error: "rejected by bob", Message: "rolling back api:1; api:2, api:3 not touched"},
+		{Time: now, Event: executor.RollbackStart, Service: "api:1"},
+		{Time: now, Event: executor.RollbackSuccess, Service: "api:1", DurationMS: 1500},
+		{Time: now, Event: executor.ServiceRestartFailed, Service: "api:1", Error: "canary failed: rejected by bob", Message: "rolled back"},
+		{Time: now, Event: executor.ServiceSkipped, Service: "api:2", Cause: "api", Message: "the canary of api failed: rejected by bob"},
+		{Time: now, Event: executor.ServiceSkipped, Service: "api:3", Cause: "api", Message: "the canary of api failed: rejected by bob"},
+		{Time: now, Event: executor.RunFailed, RunID: "r1", Error: "1 of 3 failed (1 rolled back), 0 succeeded, 2 skipped"},
+	}
+	for _, e := range rest {
+		v.Observe(e)
+	}
+	v.Close()
+	if frame := v.frame(now); !bytes.HasPrefix([]byte(frame), []byte("0 done, 1 failed, 2 skipped, 0 in flight, 0 remaining\n")) {
+		t.Errorf("counts after the canary failed:\n%s", frame)
+	}
+	var out bytes.Buffer
+	p := NewPrinter(&out, &out, false)
+	for _, e := range append(evs, rest...) {
+		p.Observe(e)
+	}
+	golden(t, "canary.txt", out.Bytes())
+}

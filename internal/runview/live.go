@@ -31,11 +31,14 @@ type Live struct {
 	// canaries are the canary phases being observed or awaiting a
 	// person, by service: a row each.
 	canaries map[string]*flightRow
-	done     map[string]time.Duration // finished services and how long each took
-	status   map[string]string        // "done", "failed", "rolled back", "ROLLBACK FAILED", "skipped"
-	counts   struct{ done, failed, skipped int }
-	drawn    int    // lines of the live area on screen
-	last     string // the frame on screen, to skip redrawing an unchanged one
+	// succeeded are the services counted done, so that a canary failed
+	// after its restart is counted once, as failed.
+	succeeded map[string]bool
+	done      map[string]time.Duration // finished services and how long each took
+	status    map[string]string        // "done", "failed", "rolled back", "ROLLBACK FAILED", "skipped"
+	counts    struct{ done, failed, skipped int }
+	drawn     int    // lines of the live area on screen
+	last      string // the frame on screen, to skip redrawing an unchanged one
 	// cols and rows are the terminal's size, read once: rows are cut to
 	// the width so that none wraps (the cursor-up count would then be
 	// wrong), and the rows in flight are capped to the height, since the
@@ -56,12 +59,13 @@ type flightRow struct {
 func NewLive(w io.Writer, plan *planner.Plan, color bool, now func() time.Time) *Live {
 	v := &Live{
 		w: w, color: color, now: now, total: len(plan.Services),
-		order:    map[string]int{},
-		flight:   map[string]*flightRow{},
-		canaries: map[string]*flightRow{},
-		done:     map[string]time.Duration{},
-		status:   map[string]string{},
-		stop:     make(chan struct{}),
+		order:     map[string]int{},
+		flight:    map[string]*flightRow{},
+		canaries:  map[string]*flightRow{},
+		succeeded: map[string]bool{},
+		done:      map[string]time.Duration{},
+		status:    map[string]string{},
+		stop:      make(chan struct{}),
 	}
 	v.cols, v.rows = terminalSize(w)
 	for i, s := range plan.Services {
@@ -124,6 +128,7 @@ func (v *Live) Observe(e executor.Event) {
 	case executor.ServiceRestartSuccess:
 		v.finish(e, "done")
 		v.counts.done++
+		v.succeeded[e.Service] = true
 		v.printAbove(v.paint("32", fmt.Sprintf("✓ %s %s", e.Service, ms(e.DurationMS))))
 	case executor.CanaryStart:
 		v.canaries[e.Service] = &flightRow{step: "canary: observing", start: e.Time, stepStart: e.Time}
@@ -144,10 +149,10 @@ func (v *Live) Observe(e executor.Event) {
 		if v.status[e.Service] != "" {
 			st = v.status[e.Service]
 		}
-		if _, ok := v.done[e.Service]; ok && st == "done" {
+		if v.succeeded[e.Service] {
 			// A canary that restarted well, rolled back with its canary.
+			delete(v.succeeded, e.Service)
 			v.counts.done--
-			st = "failed"
 		}
 		v.finish(e, st)
 		v.counts.failed++
