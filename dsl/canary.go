@@ -35,6 +35,7 @@ var canarySchema = &hcl.BodySchema{
 		{Name: "interval"},
 		{Name: "auto_promote"},
 		{Name: "promote_timeout"},
+		{Name: "failure_limit"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockAnalysis, LabelNames: []string{"kind"}},
@@ -65,8 +66,11 @@ type Canary struct {
 	Interval       time.Duration
 	AutoPromote    bool // true when unset
 	PromoteTimeout time.Duration
-	Analyses       []*Analysis
-	DeclRange      hcl.Range
+	// FailureLimit is how many rounds of checks may fail (a blip) before
+	// the canary has failed, as Argo Rollouts' failureLimit; 0: none.
+	FailureLimit int
+	Analyses     []*Analysis
+	DeclRange    hcl.Range
 }
 
 // Analysis is one `analysis "http"|"exec" { ... }` block of a canary.
@@ -150,6 +154,11 @@ func decodeCanaryBlock(block *hcl.Block, ctx *hcl.EvalContext, svc *Service) (*C
 			Detail:   fmt.Sprintf("The canary checks every %s but observes for only %s, so its checks would run once. Make interval shorter than observe.", c.Interval, c.Observe),
 			Subject:  attr.Expr.Range().Ptr(),
 		})
+	}
+	if attr, ok := content.Attributes["failure_limit"]; ok {
+		var more hcl.Diagnostics
+		c.FailureLimit, _, more = attrInt(attr, ctx, 0, 1000)
+		diags = append(diags, more...)
 	}
 	if attr, ok := content.Attributes["auto_promote"]; ok {
 		val, ok, more := evalAttr(attr, ctx)

@@ -245,14 +245,27 @@ func (r *runner) watchCanary(cr *canaryRun) string {
 	// The first interrupt (the run's context) stops a canary that was not
 	// promoted yet: promoting would start new instances.
 	ctx := r.runCtx
+	failedRounds := 0
+	// round runs every check once; it returns why the canary failed, ""
+	// when it passed or its failure is within failure_limit.
 	round := func() string {
 		for k, ch := range checks {
 			cctx, cancel := context.WithTimeout(r.stepCtx, max(c.Checks[k].Timeout, time.Second))
 			err := callCheck(cctx, ch)
 			cancel()
-			if err != nil {
-				return fmt.Sprintf("%s: %v", c.Checks[k].Describe(), err)
+			if err == nil {
+				continue
 			}
+			cause := fmt.Sprintf("%s: %v", c.Checks[k].Describe(), err)
+			if failedRounds++; failedRounds <= c.FailureLimit {
+				r.em.note(Event{Event: StepLog, Service: c.Service, Error: err.Error(),
+					Message: fmt.Sprintf("canary check failed (%d of %d tolerated by failure_limit): %s", failedRounds, c.FailureLimit, cause)})
+				return ""
+			}
+			if c.FailureLimit > 0 {
+				cause += fmt.Sprintf(" (%s failed; failure_limit %d)", plural(failedRounds, "round"), c.FailureLimit)
+			}
+			return cause
 		}
 		return ""
 	}

@@ -265,3 +265,35 @@ func TestSummarizeCanary(t *testing.T) {
 		t.Errorf("canaries %q, want %q", s.Canaries, want)
 	}
 }
+
+func TestCanaryFailureLimit(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		failing  int64 // rounds that fail, from the second on
+		limit    int
+		wantExit int
+	}{
+		{"a blip within the limit", 1, 1, 0},
+		{"beyond the limit", 2, 1, 1},
+		{"no limit", 1, 0, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			var rounds atomic.Int64
+			plan := canaryPlan(true)
+			plan.Canaries[0].FailureLimit = tt.limit
+			res, log := run(t, context.Background(), plan, Options{
+				Build: builder(rec, restartUndos(rec)),
+				BuildCheck: checks(&rounds, func(round int64) error {
+					if round >= 2 && round < 2+tt.failing {
+						return errors.New("503 Service Unavailable")
+					}
+					return nil
+				}),
+			})
+			if res.ExitCode() != tt.wantExit {
+				t.Errorf("exit %d, want %d: %q", res.ExitCode(), tt.wantExit, log.lines())
+			}
+		})
+	}
+}

@@ -56,6 +56,7 @@ func (c *compiler) canary(svc *dsl.Service, canaries, rest []*Service) *Canary {
 		Interval:       cn.Interval,
 		AutoPromote:    cn.AutoPromote,
 		PromoteTimeout: cn.PromoteTimeout,
+		FailureLimit:   cn.FailureLimit,
 		DeclRange:      cn.DeclRange,
 	}
 	for _, inst := range canaries {

@@ -292,8 +292,11 @@ type Canary struct {
 	Interval       time.Duration
 	AutoPromote    bool
 	PromoteTimeout time.Duration
-	Checks         []*Check
-	DeclRange      hcl.Range
+	// FailureLimit is how many rounds of checks may fail before the
+	// canary has failed.
+	FailureLimit int
+	Checks       []*Check
+	DeclRange    hcl.Range
 }
 
 // Check kinds of a canary's observation.

@@ -137,8 +137,12 @@ func writeCanaryText(b *strings.Builder, c *Canary) {
 	if !c.AutoPromote {
 		promote = fmt.Sprintf("promoted by a person (rollout promote RUN_ID) within %s", c.PromoteTimeout)
 	}
-	fmt.Fprintf(b, "  canary %s: %s first, observed %s every %s, %s, then %s\n",
-		c.Service, strings.Join(c.Canaries, ", "), c.Observe, c.Interval, promote, strings.Join(c.Rest, ", "))
+	tolerated := ""
+	if c.FailureLimit > 0 {
+		tolerated = fmt.Sprintf(" (%s of checks may fail)", plural(c.FailureLimit, "round"))
+	}
+	fmt.Fprintf(b, "  canary %s: %s first, observed %s every %s%s, %s, then %s\n",
+		c.Service, strings.Join(c.Canaries, ", "), c.Observe, c.Interval, tolerated, promote, strings.Join(c.Rest, ", "))
 	for _, ch := range c.Checks {
 		fmt.Fprintf(b, "    check: %s\n", ch.Describe())
 	}

@@ -63,6 +63,7 @@ type (
 		Interval       string      `json:"interval"`
 		AutoPromote    bool        `json:"auto_promote"`
 		PromoteTimeout string      `json:"promote_timeout"`
+		FailureLimit   int         `json:"failure_limit,omitempty"`
 		Checks         []jsonCheck `json:"checks"`
 	}
 	jsonCheck struct {
@@ -163,7 +164,7 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	}
 	for _, c := range p.Canaries {
 		jc := jsonCanary{Service: c.Service, Canaries: nonNil(c.Canaries), Rest: nonNil(c.Rest), Observe: c.Observe.String(),
-			Interval: c.Interval.String(), AutoPromote: c.AutoPromote, PromoteTimeout: c.PromoteTimeout.String(), Checks: []jsonCheck{}}
+			Interval: c.Interval.String(), AutoPromote: c.AutoPromote, PromoteTimeout: c.PromoteTimeout.String(), FailureLimit: c.FailureLimit, Checks: []jsonCheck{}}
 		for _, ch := range c.Checks {
 			jc.Checks = append(jc.Checks, jsonCheck{Kind: ch.Kind, Instance: ch.Instance, URL: ch.URL, ExpectStatus: ch.ExpectStatus,
 				JSONPath: ch.JSONPath, Max: ch.Max, Min: ch.Min, Command: ch.Command, Timeout: ch.Timeout.String()})

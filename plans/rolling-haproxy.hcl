@@ -48,8 +48,8 @@ pipeline "sso-api-instance" {
 
 service "sso.api" {
   unit        = "lilith-sso-api@.service"
-  instances   = ["1", "2", "3"]                    # lilith-sso-api@1.service ...
-  port        = 3010 + service.instance_index + 1  # 3011, 3012, 3013
+  instances   = ["1", "2", "3"]                   # lilith-sso-api@1.service ...
+  port        = 3010 + service.instance_index + 1 # 3011, 3012, 3013
   pipeline    = "sso-api-instance"
   working_dir = "${var.codebase}/features/sso/backend-api"
   health "http" { url = "http://${var.host}:${service.port}/health" }

@@ -36,10 +36,11 @@ service "api" {
     url = "http://127.0.0.1:${service.port}/health"
   }
   canary {
-    count        = 1
-    observe      = "30s"
-    interval     = "5s"
-    auto_promote = false
+    count         = 1
+    observe       = "30s"
+    interval      = "5s"
+    auto_promote  = false
+    failure_limit = 1
     analysis "http" {
       url       = "http://127.0.0.1:${service.port}/metrics"
       json_path = "errors.rate"
