@@ -82,4 +82,7 @@ const (
 	// CanaryWaiting: a canary passed its observation and waits for a
 	// person (`rollout promote RUN_ID`); Message says how long.
 	CanaryWaiting = "CANARY_WAITING"
+	// StepPhase reports the phase a long step entered (Env.Phase), in
+	// Message.
+	StepPhase = "STEP_PHASE"
 )

@@ -100,6 +100,16 @@ type Env struct {
 	JournalFunc func(rec UndoRecord) error
 	ProcessFunc func(pid int)
 	ReportFunc  func(msg string)
+	PhaseFunc   func(phase string)
+}
+
+// Phase says which phase of a long step is running ("verify green",
+// "switch blue → green"), for the live view and the text output; the
+// events log gets what the step reports (Report) at its end.
+func (e *Env) Phase(phase string) {
+	if e != nil && e.PhaseFunc != nil {
+		e.PhaseFunc(phase)
+	}
 }
 
 // JournalInFlight makes rec the running step's in-flight undo in the crash

@@ -151,6 +151,8 @@ func (r *runner) build(svc *planner.Service) ([]Step, error) {
 // doStep runs one step with its events.
 func (r *runner) doStep(svc *planner.Service, st *planner.Step, step Step, env *Env, attempt *atomic.Int64) (Undo, error) {
 	r.em.emit(Event{Event: StepStart, Service: svc.Name, Unit: svc.Unit, Step: st.Name})
+	var reports []string
+	env.ReportFunc = func(msg string) { reports = append(reports, msg) }
 	t0 := r.now()
 	undo, err := callDo(r.stepCtx, step, env)
 	ev := Event{
@@ -160,6 +162,9 @@ func (r *runner) doStep(svc *planner.Service, st *planner.Step, step Step, env *
 		Step:       st.Name,
 		DurationMS: r.since(t0),
 		Attempt:    int(attempt.Load()),
+		// What the step reported (a blue-green step: the color live
+		// before and after, "switched") ends up in the events log.
+		Message: strings.Join(reports, "; "),
 	}
 	if err != nil {
 		ev.Event, ev.Error = StepFailed, err.Error()
@@ -182,6 +187,9 @@ func (r *runner) env(svc *planner.Service, st *planner.Step, attempt *atomic.Int
 				attempt.Store(int64(n))
 			}
 			r.em.note(Event{Event: StepAttempt, Service: svc.Name, Unit: svc.Unit, Step: st.Name, Attempt: n})
+		},
+		PhaseFunc: func(phase string) {
+			r.em.note(Event{Event: StepPhase, Service: svc.Name, Unit: svc.Unit, Step: st.Name, Message: phase})
 		},
 	}
 }

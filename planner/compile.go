@@ -493,6 +493,12 @@ func (c *compiler) compileService(index int, host *dsl.Host, inst dsl.Instance) 
 		if st.Estimate != nil {
 			ps.Estimate = st.Estimate(args, out.Health)
 		}
+		if st.Detail != nil {
+			ps.Detail = st.Detail(args)
+		}
+		if st.Summary != nil {
+			ps.Summary = st.Summary(args)
+		}
 		if st.Needs != nil {
 			ps.Needs = st.Needs(args, out)
 		}

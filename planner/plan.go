@@ -59,6 +59,13 @@ type StepType struct {
 	// on only); the planner refuses it in a service that has hosts rather
 	// than let it act on the wrong machine.
 	NotOnHosts string
+	// Detail, when set, says in a few lines what a step of a strategy
+	// does with these arguments (the colors of a blue-green step, its
+	// switch), for plan show.
+	Detail func(args map[string]cty.Value) []string
+	// Summary, when set, names the strategy in a few words ("blue-green
+	// blue ⇄ green via nginx") for the service's node in plan show's graphs.
+	Summary func(args map[string]cty.Value) string
 }
 
 // TrafficMark is what a load balancer step does to its service's traffic.
@@ -247,10 +254,12 @@ type Step struct {
 	// Args are the step's attributes evaluated for this service, keyed by
 	// attribute name; absent optional attributes are cty.NullVal of their type.
 	Args      map[string]cty.Value
-	Check     bool   // from StepType.Check
-	Rollback  string // from StepType.Rollback
-	Estimate  Span   // from StepType.Estimate
-	Needs     Needs  // from StepType.Needs
+	Check     bool     // from StepType.Check
+	Rollback  string   // from StepType.Rollback
+	Estimate  Span     // from StepType.Estimate
+	Needs     Needs    // from StepType.Needs
+	Detail    []string // from StepType.Detail
+	Summary   string   // from StepType.Summary
 	DeclRange hcl.Range
 }
 

@@ -129,6 +129,9 @@ func writeServiceText(b *strings.Builder, p *Plan, svc *Service, estimate Span) 
 			fmt.Fprintf(b, " — undo: %s", step.Rollback)
 		}
 		b.WriteString("\n")
+		for _, line := range step.Detail {
+			fmt.Fprintf(b, "         %s\n", line)
+		}
 	}
 }
 

@@ -54,7 +54,7 @@ func RenderDOT(w io.Writer, p *Plan) error {
 			if p.CanaryOf(name) != nil {
 				unit += "\ncanary"
 			}
-			attrs := fmt.Sprintf("label=%s", dotQuote(name+"\n"+unit))
+			attrs := fmt.Sprintf("label=%s", dotQuote(name+"\n"+unit+strategyLine(byName[name], "\n")))
 			if critNodes[name] {
 				attrs += ", color=red, penwidth=2"
 			}
@@ -118,7 +118,7 @@ func RenderMermaid(w io.Writer, p *Plan) error {
 			if p.CanaryOf(name) != nil {
 				unit += "<br/>canary"
 			}
-			fmt.Fprintf(&b, "    %s[\"%s<br/>%s\"]\n", id[name], mermaidText(name), unit)
+			fmt.Fprintf(&b, "    %s[\"%s<br/>%s%s\"]\n", id[name], mermaidText(name), unit, mermaidText(strategyLine(svc, "<br/>")))
 		}
 		b.WriteString("  end\n")
 	}

@@ -111,6 +111,8 @@ type (
 		Args     map[string]json.RawMessage `json:"args"`
 		Check    bool                       `json:"check,omitempty"`
 		Rollback string                     `json:"rollback"`
+		Summary  string                     `json:"summary,omitempty"`
+		Detail   []string                   `json:"detail,omitempty"`
 	}
 	jsonCritical struct {
 		Services []string `json:"services"`
@@ -204,7 +206,7 @@ func RenderJSON(w io.Writer, p *Plan) error {
 			}
 		}
 		for _, step := range svc.Steps {
-			jstep := jsonStep{Name: step.Name, Type: step.Type, Check: step.Check, Rollback: step.Rollback,
+			jstep := jsonStep{Name: step.Name, Type: step.Type, Check: step.Check, Rollback: step.Rollback, Summary: step.Summary, Detail: step.Detail,
 				Args: make(map[string]json.RawMessage, len(step.Args))}
 			for name, v := range step.Args {
 				raw, err := valueJSON(v)

@@ -200,6 +200,8 @@ func recoverOn(rec executor.UndoRecord, deps Deps, h Host) (executor.Undo, error
 		if n := a.get("name"); n != "" {
 			u = irreversibleUndo{name: n}
 		}
+	case RecordBlueGreen:
+		u = recoverBlueGreen(&a, deps)
 	default:
 		lb, ok := recoverLoadBalancer(&a)
 		if !ok {
@@ -217,7 +219,7 @@ func recoverOn(rec executor.UndoRecord, deps Deps, h Host) (executor.Undo, error
 }
 
 func needsBackend(kind string) bool {
-	return kind == RecordRestoreUnitFile || kind == RecordReopenUnit || kind == RecordStopUnit
+	return kind == RecordRestoreUnitFile || kind == RecordReopenUnit || kind == RecordStopUnit || kind == RecordBlueGreen
 }
 
 // recordArgs reads a record's arguments, keeping the first problem.

@@ -54,6 +54,7 @@ func Types() map[string]planner.StepType {
 		haproxyDrainStepType(),
 		haproxyReadyStepType(),
 		nginxUpstreamStepType(),
+		blueGreenStepType(),
 	}
 	m := make(map[string]planner.StepType, len(types))
 	for _, t := range types {
@@ -177,6 +178,8 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 		s, err = b.buildHAProxyReady(svc, step, r)
 	case TypeNginxUpstream:
 		s, err = b.buildNginxUpstream(svc, step, r)
+	case TypeBlueGreen:
+		s, err = b.buildBlueGreen(svc, step, r)
 	default:
 		// The planner rejects unknown types; this guards a mismatch
 		// between the planner's type list and this switch.

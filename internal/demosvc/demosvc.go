@@ -4,12 +4,16 @@
 // way the files in -dir tell it to, so a test or a release can make it
 // unhealthy, hang, or report a new version without restarting it:
 //
-//	GET /health   200 "ok"; 503 when DIR/UNHEALTHY exists; hangs until the
-//	              client gives up when DIR/HANG exists
+//	GET /health   200 "ok"; 503 when DIR/UNHEALTHY exists, or once the
+//	              service has served for longer than the duration in
+//	              DIR/UNHEALTHY_AFTER ("2s": a release that fails after it
+//	              went live); hangs until the client gives up when
+//	              DIR/HANG exists
 //	GET /version  DIR/VERSION trimmed, or "unknown"
 //	GET /metrics  {"errors": {"rate": R}, "version": V}: R is the number in
 //	              DIR/ERROR_RATE (0 without it), so that a release can be
 //	              healthy and still fail a canary's analysis
+//	any request   500 when DIR/BROKEN exists (a release that cannot serve)
 //	GET /reloads  how many SIGHUPs (reloads) it has handled
 //	GET /pid      its process id
 //	GET /ready-at when it began to listen, in Unix nanoseconds (the
@@ -125,6 +129,7 @@ func Main(args []string) int {
 // NewHandler serves the endpoints above from dir; reloads is the SIGHUP count.
 func NewHandler(dir string, reloads *atomic.Int64) http.Handler {
 	mux := http.NewServeMux()
+	began := time.Now()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		if exists(filepath.Join(dir, "HANG")) {
 			<-r.Context().Done()
@@ -133,6 +138,12 @@ func NewHandler(dir string, reloads *atomic.Int64) http.Handler {
 		if exists(filepath.Join(dir, "UNHEALTHY")) {
 			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
 			return
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "UNHEALTHY_AFTER")); err == nil {
+			if d, err := time.ParseDuration(strings.TrimSpace(string(b))); err == nil && time.Since(began) > d {
+				http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprint(w, "ok")
 	})
@@ -161,7 +172,13 @@ func NewHandler(dir string, reloads *atomic.Int64) http.Handler {
 	mux.HandleFunc("GET /pid", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, strconv.Itoa(os.Getpid()))
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if exists(filepath.Join(dir, "BROKEN")) {
+			http.Error(w, "broken release", http.StatusInternalServerError)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func exists(path string) bool {

@@ -95,6 +95,8 @@ func Line(e executor.Event) string {
 		return fmt.Sprintf("%s: %s FAILED%s: %s", e.Service, step, took, e.Error)
 	case executor.StepLog:
 		return fmt.Sprintf("%s: %s: %s", e.Service, step, e.Message)
+	case executor.StepPhase:
+		return fmt.Sprintf("%s: %s › %s", e.Service, step, e.Message)
 	case executor.StepAttempt:
 		if e.Attempt > 1 {
 			return fmt.Sprintf("%s: %s attempt %d", e.Service, step, e.Attempt)

@@ -54,6 +54,8 @@ type flightRow struct {
 	stepStart time.Time
 	attempt   int
 	rollback  bool
+	// phase is the phase of a long step (Env.Phase): "switch blue → green".
+	phase string
 }
 
 func NewLive(w io.Writer, plan *planner.Plan, color bool, now func() time.Time) *Live {
@@ -114,7 +116,11 @@ func (v *Live) Observe(e executor.Event) {
 		v.flight[e.Service] = &flightRow{start: e.Time, stepStart: e.Time}
 	case executor.StepStart:
 		if row != nil {
-			row.step, row.stepStart, row.attempt, row.rollback = e.Step, e.Time, 0, e.Phase != ""
+			row.step, row.stepStart, row.attempt, row.rollback, row.phase = e.Step, e.Time, 0, e.Phase != "", ""
+		}
+	case executor.StepPhase:
+		if row != nil {
+			row.phase = e.Message
 		}
 	case executor.StepAttempt:
 		if row != nil {
@@ -274,6 +280,9 @@ func (v *Live) frame(now time.Time) string {
 		step := r.step
 		if r.rollback {
 			step = "rollback " + step
+		}
+		if r.phase != "" {
+			step += " › " + r.phase
 		}
 		attempt := ""
 		if r.attempt > 1 {
