@@ -190,6 +190,107 @@ func zeroDowntimeBench() error {
 			res.Max.Round(time.Millisecond), wall.Round(100*time.Millisecond), code)
 	}
 	fmt.Println()
+	return blueGreenBench(m, nginx, testsvc, rollout, work)
+}
+
+// blueGreenBench runs the blue-green scenarios of the e2e tests
+// (cmd/rollout TestZeroDowntimeBlueGreenNginx): the service x-bg as two
+// colors of a template unit behind its own nginx, a release deployed to
+// the idle color under load. Rows: a broken release (never gets traffic),
+// blue → green, and the next release, which goes to blue because nginx's
+// upstream file shows green live.
+func blueGreenBench(m *systemdtest.Manager, nginx, testsvc, rollout, work string) error {
+	var ports []int
+	for range 3 {
+		p, err := freePort()
+		if err != nil {
+			return err
+		}
+		ports = append(ports, p)
+	}
+	base := filepath.Join(work, "x-bg")
+	colors := zdscenario.Colors(base, ports[0], ports[1])
+	for _, c := range colors {
+		if err := zdscenario.SetUpColor(c, "v1"); err != nil {
+			return err
+		}
+	}
+	writeFile(filepath.Join(m.UnitDir, zdscenario.BGTemplate), zdscenario.BGTemplateUnit(testsvc, base))
+	ndir := filepath.Join(work, "nginx-bg")
+	if err := os.MkdirAll(ndir, 0o755); err != nil {
+		return err
+	}
+	nconf, upstream, pidFile := filepath.Join(ndir, "nginx.conf"), filepath.Join(ndir, "upstream.conf"), filepath.Join(ndir, "nginx.pid")
+	writeFile(upstream, zdscenario.BGUpstream(colors))
+	writeFile(nconf, proxytest.NginxConfig(proxytest.NginxOptions{Port: ports[2], Dir: ndir, Upstream: "api", Include: upstream}))
+	writeFile(filepath.Join(m.UnitDir, "rt-zd-bg-nginx.service"),
+		zdscenario.ProxyUnit("nginx (blue-green)", filepath.Join(ndir, "nginx.out"), nginx, "-c", nconf))
+	ctx := context.Background()
+	sconn, err := m.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer sconn.Close()
+	if err := sconn.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("daemon-reload: %w", err)
+	}
+	for _, u := range []string{"rt-zd-bg-nginx.service", colors[0].Unit} {
+		ch := make(chan string, 1)
+		if _, err := sconn.StartUnitContext(ctx, u, "replace", ch); err != nil {
+			return fmt.Errorf("starting %s: %w", u, err)
+		}
+		if res := <-ch; res != "done" {
+			return fmt.Errorf("starting %s: %s", u, res)
+		}
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	plan := filepath.Join(work, "bluegreen.hcl")
+	writeFile(plan, zdscenario.BlueGreenPlan(zdscenario.BGOptions{
+		Colors: colors, Upstream: upstream, Nginx: nginx, Conf: nconf, PidFile: pidFile,
+		Health: url + "/health", Observe: "1s", ScaleDownDelay: "1s",
+	}))
+	build := func(name, version string, broken bool) string {
+		dir := filepath.Join(work, "builds", name)
+		_ = os.MkdirAll(dir, 0o755)
+		writeFile(filepath.Join(dir, "VERSION"), version+"\n")
+		if broken {
+			writeFile(filepath.Join(dir, "BROKEN"), "broken release\n")
+		}
+		return dir
+	}
+	type scenario struct {
+		name, build string
+		wantExit    int
+	}
+	scenarios := []scenario{
+		{"blue-green nginx, broken green release", build("v2-broken", "v2", true), 1},
+		{"blue-green nginx, blue → green", build("v2", "v2", false), 0},
+		{"blue-green nginx, green → blue (live read)", build("v3", "v3", false), 0},
+	}
+	fmt.Printf("Blue-green: the service as two colors of a template unit (ready %s after start), behind nginx;\n"+
+		"a release deployed to the idle color, observe 1s, the old color stopped 1s later\n\n", zdscenario.ReadyDelay)
+	fmt.Printf("%-48s %8s %7s %6s %9s %8s %5s\n", "strategy", "requests", "failed", "slow", "max", "run", "exit")
+	for _, sc := range scenarios {
+		if err := waitAllGood(url + "/version"); err != nil {
+			return err
+		}
+		l, err := loadgen.Start(loadgen.Options{URL: url + "/version", Workers: 4, Pause: 5 * time.Millisecond, KeepAlive: true, MaxDuration: 3 * time.Minute})
+		if err != nil {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond)
+		t0 := time.Now()
+		code, out := runExit(m, rollout, "run", plan, "--user", "--no-tty", "--events", filepath.Join(work, "events.jsonl"), "--deploy", "--deploy-path", sc.build)
+		wall := time.Since(t0)
+		time.Sleep(500 * time.Millisecond)
+		res := l.Stop()
+		if code != sc.wantExit {
+			return fmt.Errorf("%s: rollout exited %d, want %d\n%s", sc.name, code, sc.wantExit, out)
+		}
+		fmt.Printf("%-48s %8d %7d %6d %9s %8s %5d\n", sc.name, res.Requests, res.Failed, res.Slow,
+			res.Max.Round(time.Millisecond), wall.Round(100*time.Millisecond), code)
+	}
+	fmt.Println()
 	return nil
 }
 

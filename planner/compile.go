@@ -494,7 +494,7 @@ func (c *compiler) compileService(index int, host *dsl.Host, inst dsl.Instance) 
 			ps.Estimate = st.Estimate(args, out.Health)
 		}
 		if st.Detail != nil {
-			ps.Detail = st.Detail(args)
+			ps.Detail = st.Detail(args, out)
 		}
 		if st.Summary != nil {
 			ps.Summary = st.Summary(args)

@@ -62,7 +62,7 @@ type StepType struct {
 	// Detail, when set, says in a few lines what a step of a strategy
 	// does with these arguments (the colors of a blue-green step, its
 	// switch), for plan show.
-	Detail func(args map[string]cty.Value) []string
+	Detail func(args map[string]cty.Value, svc *Service) []string
 	// Summary, when set, names the strategy in a few words ("blue-green
 	// blue ⇄ green via nginx") for the service's node in plan show's graphs.
 	Summary func(args map[string]cty.Value) string

@@ -291,6 +291,11 @@ func writeValueText(b *strings.Builder, v cty.Value) {
 		vals := map[string]cty.Value{}
 		for it := v.ElementIterator(); it.Next(); {
 			k, e := it.Element()
+			if t.IsObjectType() && e.IsNull() {
+				// An optional attribute left out: printing "= null" for
+				// each would bury the ones that are set.
+				continue
+			}
 			keys = append(keys, k.AsString())
 			vals[k.AsString()] = e
 		}

@@ -118,7 +118,7 @@ func RenderMermaid(w io.Writer, p *Plan) error {
 			if p.CanaryOf(name) != nil {
 				unit += "<br/>canary"
 			}
-			fmt.Fprintf(&b, "    %s[\"%s<br/>%s%s\"]\n", id[name], mermaidText(name), unit, mermaidText(strategyLine(svc, "<br/>")))
+			fmt.Fprintf(&b, "    %s[\"%s<br/>%s%s\"]\n", id[name], mermaidText(name), unit, strings.ReplaceAll(mermaidText(strategyLine(svc, "\n")), "\n", "<br/>"))
 		}
 		b.WriteString("  end\n")
 	}

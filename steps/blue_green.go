@@ -81,7 +81,7 @@ func blueGreenStepType() planner.StepType {
 			// running (kept with keep_old) as it is: it is verified and
 			// gets the traffic, so going back is a switch, not a start.
 			"restart_idle": &hcldec.AttrSpec{Name: "restart_idle", Type: cty.Bool},
-			"timeout":          &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
+			"timeout":      &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
 		},
 		Rollback: "traffic back on the color that was live (started and verified first if it was stopped), the new color stopped, its code switched back",
 		Validate: validateAll(validateBlueGreen, validateSharedPaths("shared"), validateKeep("keep"),
@@ -205,7 +205,8 @@ func validateBlueGreen(args map[string]cty.Value, rng func(arg string) hcl.Range
 			}
 		}
 	}
-	ports := map[string]string{}
+	type bound struct{ host, port, color string }
+	var ports []bound
 	seen := map[string]map[string]string{"unit": {}, "server": {}, "dir": {}}
 	for _, c := range colors {
 		host, port, err := net.SplitHostPort(c.Address)
@@ -219,18 +220,17 @@ func validateBlueGreen(args map[string]cty.Value, rng func(arg string) hcl.Range
 				fmt.Sprintf("Color %q has address %q, whose port is not a number from 1 to 65535.", c.Name, c.Address))
 			continue
 		}
-		key := port
-		if host != "" && host != "0.0.0.0" && host != "::" {
-			key = host + ":" + port
-		}
-		for k, other := range ports {
-			if k == key || strings.HasSuffix(k, ":"+port) && !strings.Contains(key, ":") || strings.HasSuffix(key, ":"+port) && !strings.Contains(k, ":") {
+		for _, o := range ports {
+			// One port on one host, or on a wildcard address that takes
+			// it on every interface.
+			if o.port == port && (o.host == host || wildcardHost(o.host) || wildcardHost(host)) {
 				bad("colors", "Colors on the same port",
-					fmt.Sprintf("Colors %q and %q both listen on port %s, so the idle color could not start while the live one serves. Give each color its own port.", other, c.Name, port))
+					fmt.Sprintf("Colors %q and %q both listen on port %s, so the idle color could not start while the live one serves. Give each color its own port.", o.color, c.Name, port))
 			}
 		}
-		ports[key] = c.Name
-		for field, val := range map[string]string{"unit": c.Unit, "server": c.Server, "dir": c.Dir} {
+		ports = append(ports, bound{host, port, c.Name})
+		for _, fv := range [][2]string{{"unit", c.Unit}, {"server", c.Server}, {"dir", c.Dir}} {
+			field, val := fv[0], fv[1]
 			if val == "" {
 				continue
 			}
@@ -265,8 +265,14 @@ func validateBlueGreen(args map[string]cty.Value, rng func(arg string) hcl.Range
 			}
 		}
 	}
+	// In source order, as the planner prints the rest.
+	sort.SliceStable(diags, func(i, j int) bool {
+		return diags[i].Subject != nil && diags[j].Subject != nil && diags[i].Subject.Start.Byte < diags[j].Subject.Start.Byte
+	})
 	return diags
 }
+
+func wildcardHost(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 
 func listOrNone(s []string) string {
 	if len(s) == 0 {
@@ -305,7 +311,7 @@ func blueGreenEstimate(args map[string]cty.Value, h *planner.Health) planner.Spa
 
 // blueGreenDetail is what plan show prints under the step: the colors and
 // the switch, in the order the step does them.
-func blueGreenDetail(args map[string]cty.Value) []string {
+func blueGreenDetail(args map[string]cty.Value, svc *planner.Service) []string {
 	v, ok := knownArg(args, "colors")
 	if !ok {
 		return nil
@@ -316,7 +322,14 @@ func blueGreenDetail(args map[string]cty.Value) []string {
 	}
 	var out []string
 	for _, c := range colors {
-		s := fmt.Sprintf("color %s: %s at %s", c.Name, orDefault(c.Unit, "the service's template instance "+c.Name), c.Address)
+		unit := c.Unit
+		if unit == "" && svc != nil {
+			var err error
+			if unit, err = templateInstance(svc.Unit, c.Name); err != nil {
+				unit = "(no unit: " + err.Error() + ")"
+			}
+		}
+		s := fmt.Sprintf("color %s: %s at %s", c.Name, unit, c.Address)
 		if c.Dir != "" {
 			s += ", code " + filepath.Join(c.Dir, currentLink)
 		}
@@ -401,21 +414,21 @@ func countList(args map[string]cty.Value, name string) int {
 
 // blueGreenStep is the step, built for one service.
 type blueGreenStep struct {
-	colors   [2]bgColor
-	lb       bgSwitcher
-	from     string
-	shared   []string
-	keep     int
-	checks   []bgCheck
-	observe  time.Duration
-	delay    time.Duration
-	keepOld  bool
+	colors  [2]bgColor
+	lb      bgSwitcher
+	from    string
+	shared  []string
+	keep    int
+	checks  []bgCheck
+	observe time.Duration
+	delay   time.Duration
+	keepOld bool
 	// noRestart: an idle color already running is switched to as it is.
 	noRestart bool
-	health   planner.Health // timeout, retries, interval of the colors' checks
-	unitJob  unitJob        // timeouts and backend; unit set per color
-	interval time.Duration  // between observe probes
-	now      func() time.Time
+	health    planner.Health // timeout, retries, interval of the colors' checks
+	unitJob   unitJob        // timeouts and backend; unit set per color
+	interval  time.Duration  // between observe probes
+	now       func() time.Time
 }
 
 func (b *builder) buildBlueGreen(svc *planner.Service, step *planner.Step, r *argReader) (executor.Step, error) {

@@ -37,3 +37,17 @@ func TestPlanShowCannedPlans(t *testing.T) {
 		}
 	}
 }
+
+// The blue-green canned plan in the graph formats: the service's node
+// names its switch.
+func TestPlanShowBlueGreenGraphs(t *testing.T) {
+	for _, format := range []string{"dot", "mermaid"} {
+		t.Run(format, func(t *testing.T) {
+			ios, out, errOut := testStreams()
+			if err := showRun(&ShowOptions{IO: ios, File: "../../plans/blue-green-nginx.hcl", Format: format}); err != nil {
+				t.Fatalf("plan show: %v\n%s", err, errOut)
+			}
+			golden(t, filepath.Join("show", "blue-green-nginx."+format), out.Bytes())
+		})
+	}
+}
