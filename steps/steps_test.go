@@ -32,6 +32,7 @@ func TestTypesHaveNamesAndRollbacks(t *testing.T) {
 		TypeHAProxyDrain:    {rollback: true},
 		TypeHAProxyReady:    {rollback: true},
 		TypeNginxUpstream:   {rollback: true},
+		TypeBlueGreen:       {rollback: true},
 	}
 	types := Types()
 	if len(types) != len(want) {
