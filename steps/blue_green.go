@@ -90,6 +90,9 @@ func blueGreenStepType() planner.StepType {
 		Detail:   blueGreenDetail,
 		Summary:  blueGreenSummary,
 		Needs:    blueGreenNeeds,
+		// The switch, the release and the colors' units all act where
+		// rollout runs.
+		NotOnHosts: "its load balancer, its colors' code directories and units are on the machine rollout runs on",
 	}
 }
 
@@ -728,7 +731,7 @@ func (s *blueGreenStep) watch(ctx context.Context, env *executor.Env, j *unitJob
 
 func (s *blueGreenStep) runCheck(ctx context.Context, env *executor.Env, c bgColor, chk bgCheck) error {
 	if len(chk.Command) > 0 {
-		return runCommand(ctx, env, command{argv: chk.Command, timeout: s.health.Timeout,
+		return runCommand(ctx, env, Local{}, command{argv: chk.Command, timeout: s.health.Timeout,
 			env: []string{"ROLLOUT_ADDRESS=" + c.Address, "ROLLOUT_COLOR=" + c.Name, "ROLLOUT_UNIT=" + c.Unit}})
 	}
 	h := s.health
