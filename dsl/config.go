@@ -144,6 +144,11 @@ type Service struct {
 	Instances      []string
 	InstancesSet   bool
 	InstancesRange hcl.Range
+	// Colors are the two instances of a template unit a blue-green
+	// service takes turns serving with ("blue", "green"); see decodeColors.
+	Colors      []string
+	ColorsSet   bool
+	ColorsRange hcl.Range
 	// PortExpr is the `port` attribute, kept unevaluated: it may read
 	// service.instance and service.instance_index, or be a map from
 	// instance name to port; see InstancePort. Expressions read it as

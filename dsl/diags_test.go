@@ -42,6 +42,7 @@ func TestDiagnostics(t *testing.T) {
 		{"duplicate_blocks", nil, []string{"Duplicate variable", "Duplicate defaults block"}},
 		{"bad_host", nil, []string{"Invalid host address", `Invalid value for "port"`, "Invalid systemd bus address", "Duplicate host", "Invalid host name", `Invalid value for "serial"`, `Invalid value for "max_unavailable"`}},
 		{"bad_instances", nil, []string{"Instances of a unit that is not a template", "Template unit without instances", "Duplicate instance", "Invalid instances", "No port for instance"}},
+		{"bad_colors", nil, []string{"Colors of a unit that is not a template", "Colors and instances", "Invalid colors", "Invalid colors"}},
 		{"bad_canary", nil, []string{`Invalid value for "count"`, "Canary interval longer than its observation", "Missing required argument", "JSON path without a bound", "Unsupported argument", "Unknown analysis kind"}},
 		{"health_kind_args", nil, []string{"Missing required argument", "Unsupported argument", "Empty command"}},
 		{"bad_notify", nil, []string{"Invalid URL", "Unknown event", "Header values in the plan", "Credentials in URL", "Unsupported argument",

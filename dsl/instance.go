@@ -123,11 +123,11 @@ func checkTemplate(s *Service) hcl.Diagnostics {
 				s.Name, s.Unit, templateOf(s.Unit), InstanceUnit(templateOf(s.Unit), "1")),
 			Subject: s.InstancesRange.Ptr(),
 		}}
-	case !s.InstancesSet && tmpl:
+	case !s.InstancesSet && !s.ColorsSet && tmpl:
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Template unit without instances",
-			Detail: fmt.Sprintf("Service %q names the template unit %q, which systemd cannot restart by itself. List its instances, such as instances = [\"1\", \"2\"] (%q, %q), or name one instance's unit.",
+			Detail: fmt.Sprintf("Service %q names the template unit %q, which systemd cannot restart by itself. List its instances, such as instances = [\"1\", \"2\"] (%q, %q), its two colors for a blue-green service (colors = [\"blue\", \"green\"]), or name one instance's unit.",
 				s.Name, s.Unit, InstanceUnit(s.Unit, "1"), InstanceUnit(s.Unit, "2")),
 			Subject: s.UnitRange.Ptr(),
 		}}

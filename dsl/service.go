@@ -26,6 +26,7 @@ var serviceSchema = &hcl.BodySchema{
 		{Name: "max_unavailable"},
 		{Name: "serial"},
 		{Name: "instances"},
+		{Name: "colors"},
 		{Name: "port"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
@@ -132,7 +133,11 @@ func decodeServiceBlock(block *hcl.Block, ctx *hcl.EvalContext) (*Service, hcl.D
 	if attr, ok := content.Attributes["instances"]; ok {
 		diags = append(diags, decodeInstances(s, attr, ctx)...)
 	}
+	if attr, ok := content.Attributes["colors"]; ok {
+		diags = append(diags, decodeColors(s, attr, ctx)...)
+	}
 	diags = append(diags, checkTemplate(s)...)
+	diags = append(diags, checkColors(s)...)
 	if attr, ok := content.Attributes["port"]; ok {
 		s.PortExpr = attr.Expr
 		// Checked for every instance here; the planner evaluates it again

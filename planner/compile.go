@@ -418,6 +418,7 @@ func (c *compiler) compileService(index int, host *dsl.Host, inst dsl.Instance) 
 		Instance:      inst.Name,
 		InstanceIndex: inst.Index,
 		Port:          inst.Port,
+		Colors:        slices.Clone(svc.Colors),
 		Unit:          dsl.InstanceUnit(svc.Unit, inst.Name),
 		Type:          svc.Type,
 		WorkingDir:    svc.WorkingDir,

@@ -180,11 +180,14 @@ type Service struct {
 	Instance      string
 	InstanceIndex int
 	Port          int
-	Unit          string
-	Type          string
-	Pipeline      string
-	WorkingDir    string
-	Tags          []string
+	// Colors are the two instances a blue-green service takes turns
+	// serving with (its `colors`); nil for any other service.
+	Colors     []string
+	Unit       string
+	Type       string
+	Pipeline   string
+	WorkingDir string
+	Tags       []string
 	// DependsOn lists all declared dependencies; Needs only those that are
 	// selected in this plan (the executor waits for Needs).
 	DependsOn []string

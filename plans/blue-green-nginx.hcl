@@ -52,6 +52,7 @@ pipeline "merchant-api-bluegreen" {
 
 service "merchant.api" {
   unit     = "lilith-merchant-api@.service"
+  colors   = ["blue", "green"] # two instances that take turns serving
   pipeline = "merchant-api-bluegreen"
   # The service as its clients see it: through nginx.
   health "http" { url = "http://${var.host}/merchant/health" }

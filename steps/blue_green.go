@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -445,6 +446,15 @@ func (b *builder) buildBlueGreen(svc *planner.Service, step *planner.Step, r *ar
 	}
 	if len(colors) != 2 {
 		return nil, fmt.Errorf("blue-green needs exactly two colors, not %d", len(colors))
+	}
+	if len(svc.Colors) > 0 {
+		var names []string
+		for _, c := range colors {
+			names = append(names, c.Name)
+		}
+		if want := slices.Sorted(slices.Values(svc.Colors)); !slices.Equal(names, want) {
+			return nil, fmt.Errorf("the step's colors (%s) are not the service's colors (%s)", strings.Join(names, ", "), strings.Join(want, ", "))
+		}
 	}
 	s := &blueGreenStep{keep: defaultKeepReleases, observe: defaultBGObserve, delay: defaultBGScaleDownDelay, now: time.Now}
 	for i, c := range colors {

@@ -117,8 +117,9 @@ func BlueGreenPlan(o BGOptions) string {
 }
 
 service "x-bg" {
-  unit = %q
-  type = "bluegreen"
+  unit   = %q
+  colors = ["blue", "green"]
+  type   = "bluegreen"
   health "http" {
     url      = %q
     timeout  = "3s"

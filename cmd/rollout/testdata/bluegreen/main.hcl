@@ -41,22 +41,32 @@ pipeline "deploy-nowhere" {
 
 service "a" {
   unit     = "a@.service"
+  colors   = ["blue", "green"]
   pipeline = "one-color"
 }
 
 service "b" {
   unit     = "b@.service"
+  colors   = ["blue", "green"]
   pipeline = "no-balancer"
 }
 
 service "c" {
   unit     = "c@.service"
+  colors   = ["blue", "green"]
   pipeline = "same-port"
 }
 
 service "d" {
   unit     = "d@.service"
+  colors   = ["blue", "green"]
   pipeline = "deploy-nowhere"
+}
+
+service "e" {
+  unit     = "e.service"
+  colors   = ["blue", "blue"]
+  pipeline = "no-balancer"
 }
 
 plan "nonsense" {}
