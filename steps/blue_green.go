@@ -589,7 +589,7 @@ func (s *blueGreenStep) Do(ctx context.Context, env *executor.Env) (executor.Und
 
 	if s.from != "" {
 		env.Phase("deploy " + idle.Name)
-		rel := &releaseStep{from: s.from, base: idle.Dir, shared: s.shared, keep: s.keep, now: s.now}
+		rel := &releaseStep{from: s.from, base: idle.Dir, shared: s.shared, keep: s.keep, now: s.now, fs: localFS{}}
 		prev, err := readCurrent(idle.Dir)
 		if err != nil {
 			return nil, err
