@@ -202,3 +202,31 @@ func TestBlueGreenNginxSwitch(t *testing.T) {
 		t.Errorf("upstream file after the switch:\n%s\nwant:\n%s", b, want)
 	}
 }
+
+// The step's colors must be the service's colors, and a color's unit
+// defaults to the service's template instance.
+func TestBlueGreenBuildColors(t *testing.T) {
+	args := map[string]cty.Value{
+		"colors": bgColorsArg("127.0.0.1:8001", "127.0.0.1:8002"),
+		"nginx":  cty.ObjectVal(map[string]cty.Value{"file": cty.StringVal("/etc/nginx/conf.d/api.conf")}),
+	}
+	b := &builder{sd: newScripted()}
+	svc := testService()
+	svc.Unit, svc.Colors = "api@.service", []string{"blue", "red"}
+	if _, err := b.build(svc, &planner.Step{Name: "switch", Type: TypeBlueGreen, Args: args}); err == nil || !strings.Contains(err.Error(), "not the service's colors (blue, red)") {
+		t.Fatalf("build with other colors: %v", err)
+	}
+	svc.Colors = []string{"green", "blue"}
+	s, err := b.build(svc, &planner.Step{Name: "switch", Type: TypeBlueGreen, Args: args})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := s.(*blueGreenStep)
+	if bg.colors[0].Unit != "api@blue.service" || bg.colors[1].Unit != "api@green.service" || bg.colors[1].Health != "http://127.0.0.1:8002/health" {
+		t.Errorf("colors %+v", bg.colors)
+	}
+	svc.Unit = "api.service"
+	if _, err := b.build(svc, &planner.Step{Name: "switch", Type: TypeBlueGreen, Args: args}); err == nil || !strings.Contains(err.Error(), "not a template unit") {
+		t.Fatalf("build on a plain unit without color units: %v", err)
+	}
+}
