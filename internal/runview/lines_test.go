@@ -117,3 +117,28 @@ func TestCanaryIsShown(t *testing.T) {
 	}
 	golden(t, "canary.txt", out.Bytes())
 }
+
+// TestPhaseIsShown: a long step's phase (a blue-green switch) is on the
+// live view's row of the service and has a line of its own.
+func TestPhaseIsShown(t *testing.T) {
+	t.Setenv("TZ", "UTC")
+	at := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	evs := []executor.Event{
+		{Time: at, Event: executor.ServiceRestartStart, Service: "x-bg", Unit: "x@.service"},
+		{Time: at, Event: executor.StepStart, Service: "x-bg", Step: "switch"},
+		{Time: at, Event: executor.StepPhase, Service: "x-bg", Step: "switch", Message: "switch blue → green"},
+	}
+	plan := &planner.Plan{Name: "bg", Services: []*planner.Service{{Name: "x-bg"}}}
+	var live bytes.Buffer
+	v := NewLive(&live, plan, false, func() time.Time { return at })
+	for _, e := range evs {
+		v.Observe(e)
+	}
+	if frame := v.frame(at.Add(time.Second)); !bytes.Contains([]byte(frame), []byte("switch › switch blue → green")) {
+		t.Errorf("the live row does not show the phase:\n%s", frame)
+	}
+	v.Close()
+	if got, want := Line(evs[2]), "x-bg: switch › switch blue → green"; got != want {
+		t.Errorf("line %q, want %q", got, want)
+	}
+}
