@@ -55,7 +55,7 @@ service "w" {
 		out := map[string]string{}
 		for _, h := range f.hosts {
 			for _, in := range []string{"a", "b"} {
-				out[in+"@"+h.Name] = strings.TrimSpace(h.MustRun(t, "systemctl --user show -p InvocationID --value w@"+in+".service"))
+				out[in+"@"+h.Name] = lastLine(h.MustRun(t, "systemctl --user show -p InvocationID --value w@"+in+".service"))
 			}
 		}
 		return out
@@ -72,7 +72,12 @@ service "w" {
 		}
 	}
 	for _, h := range f.hosts {
-		got := strings.Split(strings.TrimSpace(h.MustRun(t, "cat /srv/w/marks")), "\n")
+		var got []string
+		for _, line := range strings.Split(h.MustRun(t, "cat /srv/w/marks"), "\n") {
+			if strings.Contains(line, " on ") { // not what the host's login shell may print
+				got = append(got, line)
+			}
+		}
 		want := []string{"a 7000 on " + h.Name, "b 7001 on " + h.Name}
 		if !slices.Equal(got, want) {
 			t.Errorf("%s marks %q, want %q (each instance's step ran on its own host)", h.Name, got, want)
@@ -96,4 +101,11 @@ service "w" {
 	if most != 1 {
 		t.Errorf("%d instances restarted at once; instances go one at a time by default", most)
 	}
+}
+
+// lastLine is the last non-empty line of out: a command's answer after
+// whatever the host's login shell printed first (a pyenv rehash warning).
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
