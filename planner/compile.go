@@ -483,6 +483,17 @@ func (c *compiler) compileService(index int, host *dsl.Host, inst dsl.Instance) 
 			})
 			continue
 		}
+		if st.CheckService != nil {
+			if why := st.CheckService(args, out); why != "" {
+				c.add(&hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Step does not fit its service",
+					Detail:   fmt.Sprintf("Step %q (%s) in pipeline %q does not fit service %q: %s.", step.Name, step.Type, pipeline.Name, svc.Name, why),
+					Subject:  rangePtr(step.TypeRange, step.DeclRange),
+				})
+				continue
+			}
+		}
 		ps := &Step{
 			Name:      step.Name,
 			Type:      step.Type,

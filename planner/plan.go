@@ -66,6 +66,11 @@ type StepType struct {
 	// Summary, when set, names the strategy in a few words ("blue-green
 	// blue ⇄ green via nginx") for the service's node in plan show's graphs.
 	Summary func(args map[string]cty.Value) string
+	// CheckService, when set, says what is wrong with the step's
+	// arguments for the service it is applied to ("the step's colors are
+	// not the service's colors"), or "" when nothing is; plan validate
+	// reports it at the step.
+	CheckService func(args map[string]cty.Value, svc *Service) string
 }
 
 // TrafficMark is what a load balancer step does to its service's traffic.

@@ -87,10 +87,11 @@ func blueGreenStepType() planner.StepType {
 		Rollback: "traffic back on the color that was live (started and verified first if it was stopped), the new color stopped, its code switched back",
 		Validate: validateAll(validateBlueGreen, validateSharedPaths("shared"), validateKeep("keep"),
 			validateDurations("observe", "scale_down_delay", "timeout")),
-		Estimate: blueGreenEstimate,
-		Detail:   blueGreenDetail,
-		Summary:  blueGreenSummary,
-		Needs:    blueGreenNeeds,
+		Estimate:     blueGreenEstimate,
+		Detail:       blueGreenDetail,
+		Summary:      blueGreenSummary,
+		Needs:        blueGreenNeeds,
+		CheckService: blueGreenCheckService,
 		// The switch, the release and the colors' units all act where
 		// rollout runs.
 		NotOnHosts: "its load balancer, its colors' code directories and units are on the machine rollout runs on",
@@ -447,14 +448,8 @@ func (b *builder) buildBlueGreen(svc *planner.Service, step *planner.Step, r *ar
 	if len(colors) != 2 {
 		return nil, fmt.Errorf("blue-green needs exactly two colors, not %d", len(colors))
 	}
-	if len(svc.Colors) > 0 {
-		var names []string
-		for _, c := range colors {
-			names = append(names, c.Name)
-		}
-		if want := slices.Sorted(slices.Values(svc.Colors)); !slices.Equal(names, want) {
-			return nil, fmt.Errorf("the step's colors (%s) are not the service's colors (%s)", strings.Join(names, ", "), strings.Join(want, ", "))
-		}
+	if why := colorsMismatch(colors, svc); why != "" {
+		return nil, errors.New(why)
 	}
 	s := &blueGreenStep{keep: defaultKeepReleases, observe: defaultBGObserve, delay: defaultBGScaleDownDelay, now: time.Now}
 	for i, c := range colors {
@@ -542,6 +537,36 @@ func (s *blueGreenStep) timeoutsFrom(b *builder, svc *planner.Service, r *argRea
 	if s.interval <= 0 {
 		s.interval = time.Second
 	}
+}
+
+// colorsMismatch says how the step's colors differ from the service's
+// `colors`; "" when they agree or the service declares none.
+func colorsMismatch(colors []bgColor, svc *planner.Service) string {
+	if svc == nil || len(svc.Colors) == 0 {
+		return ""
+	}
+	names := make([]string, len(colors))
+	for i, c := range colors {
+		names[i] = c.Name
+	}
+	if want := slices.Sorted(slices.Values(svc.Colors)); !slices.Equal(names, want) {
+		return fmt.Sprintf("the step's colors (%s) are not the service's colors (%s); name the same two in both", strings.Join(names, ", "), strings.Join(want, ", "))
+	}
+	return ""
+}
+
+// blueGreenCheckService is the planner's check of the step against its
+// service: the same colors.
+func blueGreenCheckService(args map[string]cty.Value, svc *planner.Service) string {
+	v, ok := knownArg(args, "colors")
+	if !ok {
+		return ""
+	}
+	colors, err := readColors(v)
+	if err != nil {
+		return ""
+	}
+	return colorsMismatch(colors, svc)
 }
 
 // templateInstance is the unit of instance inst of a template unit

@@ -69,4 +69,20 @@ service "e" {
   pipeline = "no-balancer"
 }
 
+pipeline "good" {
+  step "blue_green" "switch" {
+    colors = {
+      blue  = { address = "127.0.0.1:8001" }
+      green = { address = "127.0.0.1:8002" }
+    }
+    nginx = { file = "/etc/nginx/conf.d/api.conf" }
+  }
+}
+
+service "f" {
+  unit     = "f@.service"
+  colors   = ["blue", "red"]
+  pipeline = "good"
+}
+
 plan "nonsense" {}
