@@ -13,15 +13,18 @@ import (
 // with a new format.
 type (
 	jsonPlan struct {
-		Plan         string              `json:"plan"`
-		File         string              `json:"file"`
-		MaxParallel  int                 `json:"max_parallel"`
-		OnFailure    string              `json:"on_failure"`
-		MaxFailures  int                 `json:"max_failures,omitempty"`
-		EventsLog    string              `json:"events_log,omitempty"`
-		Batches      []jsonBatch         `json:"batches,omitempty"`
-		Notify       []jsonNotify        `json:"notify,omitempty"`
-		Hosts        []jsonHost          `json:"hosts,omitempty"`
+		Plan        string       `json:"plan"`
+		File        string       `json:"file"`
+		MaxParallel int          `json:"max_parallel"`
+		OnFailure   string       `json:"on_failure"`
+		MaxFailures int          `json:"max_failures,omitempty"`
+		EventsLog   string       `json:"events_log,omitempty"`
+		Batches     []jsonBatch  `json:"batches,omitempty"`
+		Notify      []jsonNotify `json:"notify,omitempty"`
+		Hosts       []jsonHost   `json:"hosts,omitempty"`
+		// Instances lists, per service that has instances (on hosts, or of
+		// a template unit), its instances in plan order.
+		Instances    map[string][]string `json:"instances,omitempty"`
 		Canaries     []jsonCanary        `json:"canaries,omitempty"`
 		Services     []jsonService       `json:"services"`
 		Order        []string            `json:"order"`
@@ -154,6 +157,15 @@ func RenderJSON(w io.Writer, p *Plan) error {
 	}
 	for _, b := range p.Batches {
 		out.Batches = append(out.Batches, jsonBatch{Types: nonNil(b.Types), Tags: nonNil(b.Tags), Services: b.Services, MaxUnavailable: b.MaxUnavailable})
+	}
+	for _, svc := range p.Services {
+		if svc.Service == "" || svc.Service == svc.Name {
+			continue // a service without instances
+		}
+		if out.Instances == nil {
+			out.Instances = map[string][]string{}
+		}
+		out.Instances[svc.Service] = append(out.Instances[svc.Service], svc.Name)
 	}
 	for _, h := range p.Hosts {
 		jh := jsonHost{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port, SystemdBus: h.SystemdBus, Tags: nonNil(h.Tags), Instances: []string{}}

@@ -26,6 +26,7 @@ type EventsOptions struct {
 	Last    bool
 	RunID   string
 	Service string
+	Host    string
 	JSON    bool
 }
 
@@ -33,15 +34,18 @@ type EventsOptions struct {
 func NewCmdEvents(io *IOStreams, runF func(*EventsOptions) error) *cobra.Command {
 	opts := &EventsOptions{IO: io}
 	cmd := &cobra.Command{
-		Use:   "events [--last | --run ID] [--service NAME] [--json] [--events FILE]",
+		Use:   "events [--last | --run ID] [--service NAME] [--host NAME] [--json] [--events FILE]",
 		Short: "Show the history of runs from the events log",
 		Long: `Show the history of runs from the events log: one line per run (when, plan,
 services restarted, failed, rolled back, skipped, how long), oldest first.
 With --last or --run ID, the run's events in detail. With --service, only the
-runs that touched that service, and only its events.`,
+runs that touched that service, and only its events; a service's name covers
+its instances (--service api shows api@app1 and api@app2). With --host, only
+the runs that touched that host, and only its instances' events.`,
 		Example: `  rollout events
   rollout events --last
   rollout events --run 20261125T031502Z-4f2a1c --service sso.api
+  rollout events --last --host app-2
   rollout events --events ./events.jsonl --json | jq .`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,7 +61,8 @@ runs that touched that service, and only its events.`,
 	cmd.Flags().StringVar(&opts.File, "events", "", "the events log to read (default: the per-user state file, as `run` writes it)")
 	cmd.Flags().BoolVar(&opts.Last, "last", false, "show the last run in detail")
 	cmd.Flags().StringVar(&opts.RunID, "run", "", "show the run with this `ID` in detail")
-	cmd.Flags().StringVar(&opts.Service, "service", "", "only runs and events of this service")
+	cmd.Flags().StringVar(&opts.Service, "service", "", "only runs and events of this service (and its instances)")
+	cmd.Flags().StringVar(&opts.Host, "host", "", "only runs and events of the instances on this host")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON: the run summaries, or the selected run's events as JSON lines")
 	return cmd
 }
@@ -83,24 +88,38 @@ func eventsRun(opts *EventsOptions) error {
 		fmt.Fprintf(opts.IO.ErrOut, "rollout: %s: skipped %s that are not events\n", path, plural(bad, "line"))
 	}
 	runs := executor.Summarize(events)
-	if opts.Service != "" {
-		var known []string
+	// selected says whether a service's event passes --service and --host.
+	selected := func(e executor.Event) bool {
+		return (opts.Service == "" || e.Service == opts.Service || serviceOfInstance(e.Service) == opts.Service) &&
+			(opts.Host == "" || e.Host == opts.Host)
+	}
+	if opts.Service != "" || opts.Host != "" {
+		var known, hosts []string
 		for _, e := range events {
 			if e.Service != "" && !slices.Contains(known, e.Service) {
 				known = append(known, e.Service)
+				if base := serviceOfInstance(e.Service); base != e.Service && !slices.Contains(known, base) {
+					known = append(known, base)
+				}
+			}
+			if e.Host != "" && !slices.Contains(hosts, e.Host) {
+				hosts = append(hosts, e.Host)
 			}
 		}
-		if !slices.Contains(known, opts.Service) {
-			// A name no run ever touched is a typo far more often than a
-			// service that never ran: say so, and fail.
+		// A name no run ever touched is a typo far more often than a
+		// service or host that never ran: say so, and fail.
+		if opts.Service != "" && !slices.Contains(known, opts.Service) {
 			return usageError("no run in %s touched a service %q.%s `rollout events` lists the runs", path, opts.Service, dsl.DidYouMean(opts.Service, known))
 		}
+		if opts.Host != "" && !slices.Contains(hosts, opts.Host) {
+			return usageError("no run in %s touched a host %q.%s `rollout events` lists the runs", path, opts.Host, dsl.DidYouMean(opts.Host, hosts))
+		}
 		runs = slices.DeleteFunc(runs, func(r executor.RunSummary) bool {
-			return !slices.ContainsFunc(r.Events, func(e executor.Event) bool { return e.Service == opts.Service })
+			return !slices.ContainsFunc(r.Events, func(e executor.Event) bool { return e.Service != "" && selected(e) })
 		})
 	}
 	if len(runs) == 0 {
-		fmt.Fprintf(opts.IO.ErrOut, "rollout: no runs in %s%s\n", path, forService(opts.Service))
+		fmt.Fprintf(opts.IO.ErrOut, "rollout: no runs in %s%s\n", path, forService(opts.Service, opts.Host))
 		return nil
 	}
 	if !opts.Last && opts.RunID == "" {
@@ -115,14 +134,14 @@ func eventsRun(opts *EventsOptions) error {
 	if opts.RunID != "" {
 		i := slices.IndexFunc(runs, func(r executor.RunSummary) bool { return r.RunID == opts.RunID })
 		if i < 0 {
-			return usageError("no run %q in %s%s; `rollout events` lists the runs", opts.RunID, path, forService(opts.Service))
+			return usageError("no run %q in %s%s; `rollout events` lists the runs", opts.RunID, path, forService(opts.Service, opts.Host))
 		}
 		run = runs[i]
 	}
 	evs := run.Events
-	if opts.Service != "" {
+	if opts.Service != "" || opts.Host != "" {
 		evs = slices.DeleteFunc(slices.Clone(evs), func(e executor.Event) bool {
-			return e.Service != opts.Service && e.Service != ""
+			return e.Service != "" && !selected(e)
 		})
 	}
 	if opts.JSON {
@@ -137,11 +156,24 @@ func eventsRun(opts *EventsOptions) error {
 	return writeRunDetail(opts.IO.Out, run, evs)
 }
 
-func forService(s string) string {
-	if s == "" {
-		return ""
+func forService(s, host string) string {
+	var out string
+	if s != "" {
+		out = fmt.Sprintf(" for service %q", s)
 	}
-	return fmt.Sprintf(" for service %q", s)
+	if host != "" {
+		out += fmt.Sprintf(" on host %q", host)
+	}
+	return out
+}
+
+// serviceOfInstance is the service an event's service name belongs to:
+// "api" for the instances "api@app1", "api:2" and "api:2@app1".
+func serviceOfInstance(name string) string {
+	if i := strings.IndexAny(name, ":@"); i > 0 {
+		return name[:i]
+	}
+	return name
 }
 
 func writeRunList(w io.Writer, runs []executor.RunSummary) error {

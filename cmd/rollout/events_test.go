@@ -62,3 +62,51 @@ func TestEventsMissingLog(t *testing.T) {
 		t.Errorf("err = %v (code %d), want a usage error saying there is no events log", err, code)
 	}
 }
+
+// TestEventsOfAFleet: --service names a service and covers its instances;
+// --host keeps the instances on that host; an unknown host is refused
+// with a suggestion, like an unknown service.
+func TestEventsOfAFleet(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      EventsOptions
+		want      []string
+		wantNot   []string
+		code      int
+		wantError string
+	}{
+		{name: "service covers its instances", opts: EventsOptions{Last: true, Service: "api"}, want: []string{"api@app1", "api@app2"}, wantNot: []string{"web@app2"}},
+		{name: "one instance", opts: EventsOptions{Last: true, Service: "api@app2"}, want: []string{"api@app2"}, wantNot: []string{"api@app1", "web@app2"}},
+		{name: "host", opts: EventsOptions{Last: true, Host: "app2"}, want: []string{"api@app2", "web@app2"}, wantNot: []string{"api@app1"}},
+		{name: "service and host", opts: EventsOptions{Last: true, Service: "api", Host: "app1"}, want: []string{"api@app1"}, wantNot: []string{"api@app2", "web@app2"}},
+		{name: "unknown host", opts: EventsOptions{Host: "ap2"}, code: exitUsage, wantError: `touched a host "ap2". Did you mean "app2"?`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ios, out, _ := testStreams()
+			opts := tt.opts
+			opts.IO = ios
+			opts.File = "testdata/events/fleet.jsonl"
+			err := eventsRun(&opts)
+			if code := exitCode(err); code != tt.code {
+				t.Fatalf("exit code = %d (%v), want %d", code, err, tt.code)
+			}
+			if tt.wantError != "" && !strings.Contains(err.Error(), tt.wantError) {
+				t.Errorf("err = %v, want %q", err, tt.wantError)
+			}
+			// The run's summary names every service it restarted; the
+			// events after it are the ones selected.
+			_, evs, _ := strings.Cut(out.String(), "\n\n")
+			for _, s := range tt.want {
+				if !strings.Contains(evs, s+": started") {
+					t.Errorf("events lack %s:\n%s", s, out)
+				}
+			}
+			for _, s := range tt.wantNot {
+				if strings.Contains(evs, s+":") {
+					t.Errorf("events show %s:\n%s", s, out)
+				}
+			}
+		})
+	}
+}

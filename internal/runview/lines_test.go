@@ -142,3 +142,44 @@ func TestPhaseIsShown(t *testing.T) {
 		t.Errorf("line %q, want %q", got, want)
 	}
 }
+
+// TestFleetInstancesNameTheirHost: the live view and its summary table
+// name each instance with its host (SERVICE@HOST), so two instances of one
+// service on two hosts are told apart while they run and after.
+func TestFleetInstancesNameTheirHost(t *testing.T) {
+	at := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	evs := []executor.Event{
+		{Time: at, Event: executor.RunStart, RunID: "r2", Plan: "fleet", Message: "2 services"},
+		{Time: at, Event: executor.ServiceRestartStart, Service: "api@app1", Host: "app1", Unit: "api.service"},
+		{Time: at, Event: executor.ServiceRestartStart, Service: "api@app2", Host: "app2", Unit: "api.service"},
+		{Time: at, Event: executor.ServiceRestartSuccess, Service: "api@app1", Host: "app1", DurationMS: 500},
+		{Time: at, Event: executor.ServiceRestartFailed, Service: "api@app2", Host: "app2", DurationMS: 700, Error: "host app2 unreachable over ssh"},
+	}
+	plan := &planner.Plan{Name: "fleet", Services: []*planner.Service{
+		{Name: "api@app1", Service: "api", Host: &planner.Host{Name: "app1"}},
+		{Name: "api@app2", Service: "api", Host: &planner.Host{Name: "app2"}},
+	}}
+	var live bytes.Buffer
+	v := NewLive(&live, plan, false, func() time.Time { return at })
+	for _, e := range evs[:3] {
+		v.Observe(e)
+	}
+	frame := v.frame(at)
+	for _, e := range evs[3:] {
+		v.Observe(e)
+	}
+	v.Close()
+	var table bytes.Buffer
+	v.SummaryTable(&table, plan)
+	for _, inst := range []string{"api@app1", "api@app2"} {
+		if !bytes.Contains([]byte(frame), []byte(inst)) {
+			t.Errorf("the live frame does not show %s:\n%s", inst, frame)
+		}
+		if !bytes.Contains(table.Bytes(), []byte(inst)) {
+			t.Errorf("the summary table does not show %s:\n%s", inst, table.String())
+		}
+	}
+	if !bytes.Contains(live.Bytes(), []byte("app2 unreachable")) {
+		t.Errorf("the failure naming the host is not shown:\n%s", live.String())
+	}
+}
