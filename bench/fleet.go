@@ -188,8 +188,93 @@ func fleetBench() error {
 	row("fleet, --parallel 3", parWall)
 	row("bound: slowest host's first connection + its pipelines", bound)
 	fmt.Printf("%-62s %10.3f  (target ≤ 1.10)\n", "(c) --parallel 3 / bound", float64(parWall)/float64(bound))
-	fmt.Println("(d) Ansible: not measured (ansible-core is not installed here).")
+
+	// (d) Ansible on the same fleet, in the same run.
+	ansible, ok := ansibleAvailable()
+	if !ok {
+		fmt.Println("(d) Ansible: not measured (ansible-playbook is not installed; Debian: apt-get install -y ansible-core).")
+		return nil
+	}
+	playbook, err := writeFleetAnsible(filepath.Join(work, "ansible"), hosts, names)
+	if err != nil {
+		return err
+	}
+	adir := filepath.Dir(playbook)
+	ansibleWall, err := timed(func() error {
+		cmd := exec.Command(ansible, "-i", filepath.Join(adir, "inventory.ini"), playbook)
+		cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(adir, "ansible.cfg"))
+		var out syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("ansible-playbook: %w\n%s", err, out.tail())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	row("(d) Ansible, same fleet (forks 3, free, pipelining, ControlPersist)", ansibleWall)
+	fmt.Printf("%-62s %10.2f\n", "(d) Ansible / rollout --parallel 3", float64(ansibleWall)/float64(parWall))
 	return nil
+}
+
+// writeFleetAnsible writes the most favourable honest Ansible setup for the
+// fleet's job: the three hosts over ssh with connection sharing
+// (ControlMaster=auto, ControlPersist=60s, Ansible's defaults, kept),
+// pipelining (no temporary files per task), forks = one per host,
+// strategy free (no host waits for another), no fact gathering. Each host
+// restarts its 30 units one after the other (ansible.builtin.systemd,
+// scope user, which waits for the job), then checks once that all are
+// active: a single `systemctl --user is-active` for the 30, where rollout
+// verifies each instance on its own.
+func writeFleetAnsible(dir string, hosts []*fakehost.Host, units []string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	var inv strings.Builder
+	inv.WriteString("[fleet]\n")
+	for _, h := range hosts {
+		fmt.Fprintf(&inv, "%s ansible_host=127.0.0.1 ansible_port=%d ansible_user=root ansible_ssh_private_key_file=%s\n", h.Name, h.Port, h.Key)
+	}
+	inv.WriteString("\n[fleet:vars]\nansible_python_interpreter=/usr/bin/python3\n")
+	cfg := fmt.Sprintf(`[defaults]
+forks = %d
+strategy = free
+gathering = explicit
+host_key_checking = False
+retry_files_enabled = False
+interpreter_python = /usr/bin/python3
+
+[ssh_connection]
+pipelining = True
+ssh_args = -o ControlMaster=auto -o ControlPersist=60s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
+control_path_dir = %s
+`, len(hosts), filepath.Join(dir, "cp"))
+	list := make([]string, len(units))
+	for i, u := range units {
+		list[i] = fmt.Sprintf("%q", u+".service")
+	}
+	pb := fmt.Sprintf(`- name: restart the fleet
+  hosts: fleet
+  gather_facts: false
+  strategy: free
+  tasks:
+    - name: restart
+      ansible.builtin.systemd:
+        name: "{{ item }}"
+        state: restarted
+        scope: user
+      loop: [%s]
+    - name: verify
+      ansible.builtin.command: systemctl --user is-active %s
+      changed_when: false
+`, strings.Join(list, ", "), strings.Join(strings.Fields(strings.NewReplacer(`"`, "").Replace(strings.Join(list, " "))), " "))
+	for name, content := range map[string]string{"inventory.ini": inv.String(), "ansible.cfg": cfg, "restart.yml": pb} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Join(dir, "restart.yml"), nil
 }
 
 type stepFigures struct {

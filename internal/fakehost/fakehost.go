@@ -186,6 +186,22 @@ func (h *Host) Run(line string) (string, error) {
 }
 
 // MustRun is Run that fails t on error.
+// Stdout runs a shell line on the host and returns its stdout only: the
+// login shell's own chatter on stderr (a profile that warns) is not part
+// of what the line printed.
+func (h *Host) Stdout(t testing.TB, line string) string {
+	t.Helper()
+	args := append(h.SSHArgs(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-p", strconv.Itoa(h.Port), "-T", "root@127.0.0.1", line)
+	cmd := exec.Command("ssh", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("on %s: %s: %v\n%s%s", h.Name, line, err, out, stderr.String())
+	}
+	return string(out)
+}
+
 func (h *Host) MustRun(t testing.TB, line string) string {
 	t.Helper()
 	out, err := h.Run(line)

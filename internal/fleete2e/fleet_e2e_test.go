@@ -117,7 +117,7 @@ func newFleet(t *testing.T) *fleet {
 			fmt.Fprintf(&script, "mkdir -p /srv/%[1]s && echo v1 >/srv/%[1]s/VERSION && cat >/srv/cfg/systemd/user/%[1]s.service <<'EOF'\n%[2]sEOF\n", u, fmt.Sprintf(fleetUnit, u))
 		}
 		script.WriteString("systemctl --user daemon-reload && systemctl --user start " + strings.Join(units, ".service ") + ".service")
-		h.MustRun(t, script.String())
+		h.Stdout(t, script.String())
 	}
 	return f
 }
@@ -242,7 +242,7 @@ func (f *fleet) invocations() map[string]string {
 	out := map[string]string{}
 	for _, h := range f.hosts {
 		for _, u := range []string{"db", "api", "web"} {
-			id := strings.TrimSpace(h.MustRun(f.t, "systemctl --user show -p InvocationID --value "+u+".service 2>/dev/null || true"))
+			id := strings.TrimSpace(h.Stdout(f.t, "systemctl --user show -p InvocationID --value "+u+".service 2>/dev/null || true"))
 			if id != "" {
 				out[u+"@"+h.Name] = id
 			}
@@ -310,7 +310,7 @@ func TestFleetE2E(t *testing.T) {
 			}
 		}
 		// The exec step ran on each host with its argument verbatim.
-		if got := f.host("app2").MustRun(t, "cat /srv/marks"); !strings.Contains(got, "api on app2; $(id) 'q'\n") || strings.Contains(got, "db on") {
+		if got := f.host("app2").Stdout(t, "cat /srv/marks"); !strings.Contains(got, "api on app2; $(id) 'q'\n") || strings.Contains(got, "db on") {
 			t.Errorf("app2 /srv/marks: %q", got)
 		}
 	})
@@ -327,11 +327,11 @@ func TestFleetE2E(t *testing.T) {
 			t.Fatalf("exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
 		}
 		for _, h := range f.hosts {
-			if got := strings.TrimSpace(h.MustRun(t, "cat /srv/api/VERSION")); got != "v2-"+h.Name {
+			if got := strings.TrimSpace(h.Stdout(t, "cat /srv/api/VERSION")); got != "v2-"+h.Name {
 				t.Errorf("%s: /srv/api/VERSION = %q, want v2-%s", h.Name, got, h.Name)
 			}
 		}
-		if got := strings.TrimSpace(f.host("app1").MustRun(t, "ls /srv/web 2>&1 || true")); !strings.Contains(got, "No such file") {
+		if got := strings.TrimSpace(f.host("app1").Stdout(t, "ls /srv/web 2>&1 || true")); !strings.Contains(got, "No such file") {
 			t.Errorf("web was deployed to app1, which does not run it: %q", got)
 		}
 		if _, err := os.Stat("/srv/api/VERSION"); err == nil {
@@ -355,13 +355,13 @@ func TestFleetE2E(t *testing.T) {
 		if res.Code != 1 {
 			t.Fatalf("exit %d, want 1\n%s\n%s", res.Code, res.Stdout, res.Stderr)
 		}
-		if got := strings.TrimSpace(f.host("app2").MustRun(t, "cat /srv/api/VERSION; systemctl --user is-active api.service")); got != "v2-app2\nactive" {
+		if got := strings.TrimSpace(f.host("app2").Stdout(t, "cat /srv/api/VERSION; systemctl --user is-active api.service")); got != "v2-app2\nactive" {
 			t.Errorf("app2 after the rollback: %q, want the previous release, active", got)
 		}
 		// The other api instances went on (on_failure continue); web
 		// needs every api instance and was skipped.
 		for _, h := range []string{"app1", "app3"} {
-			if got := strings.TrimSpace(f.host(h).MustRun(t, "cat /srv/api/VERSION")); got != "v3-"+h {
+			if got := strings.TrimSpace(f.host(h).Stdout(t, "cat /srv/api/VERSION")); got != "v3-"+h {
 				t.Errorf("%s: /srv/api/VERSION = %q, want v3-%s", h, got, h)
 			}
 		}
@@ -375,7 +375,7 @@ func TestFleetE2E(t *testing.T) {
 				t.Errorf("%s was not skipped", web)
 			}
 		}
-		if got := strings.TrimSpace(f.host("app3").MustRun(t, "cat /srv/web/VERSION")); got != "v2-app3" {
+		if got := strings.TrimSpace(f.host("app3").Stdout(t, "cat /srv/web/VERSION")); got != "v2-app3" {
 			t.Errorf("app3 web: %q, want untouched v2-app3", got)
 		}
 	})
@@ -554,7 +554,7 @@ func TestFleetRecoverE2E(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	for _, h := range f.hosts {
-		if got := strings.TrimSpace(h.MustRun(t, "cat /srv/api/VERSION")); got != "v2" {
+		if got := strings.TrimSpace(h.Stdout(t, "cat /srv/api/VERSION")); got != "v2" {
 			t.Fatalf("%s before recover: %q, want the deployed v2", h.Name, got)
 		}
 	}
@@ -563,7 +563,7 @@ func TestFleetRecoverE2E(t *testing.T) {
 		t.Fatalf("recover: exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
 	}
 	for _, h := range f.hosts {
-		if got := strings.TrimSpace(h.MustRun(t, "cat /srv/api/VERSION; systemctl --user is-active api.service")); got != "v1\nactive" {
+		if got := strings.TrimSpace(h.Stdout(t, "cat /srv/api/VERSION; systemctl --user is-active api.service")); got != "v1\nactive" {
 			t.Errorf("%s after recover: %q, want v1 and active", h.Name, got)
 		}
 	}

@@ -36,7 +36,7 @@ func newReleaseFleet(t *testing.T) (*fleet, string) {
 	for _, name := range []string{"rel1", "rel2"} {
 		h := fakehost.Start(t, name)
 		f.hosts = append(f.hosts, h)
-		h.MustRun(t, `set -e
+		h.Stdout(t, `set -e
 mkdir -p /srv/i10shop/releases/`+relFirst+` /srv/i10shop/shared/uploads
 echo v0 >/srv/i10shop/releases/`+relFirst+`/VERSION
 ln -s releases/`+relFirst+` /srv/i10shop/current
@@ -94,7 +94,7 @@ plan "shop" {
 // VERSION it serves.
 func current(t *testing.T, h *fakehost.Host) (id, version string) {
 	t.Helper()
-	out := strings.TrimSpace(h.MustRun(t, "readlink /srv/i10shop/current; cat /srv/i10shop/current/VERSION"))
+	out := strings.TrimSpace(h.Stdout(t, "readlink /srv/i10shop/current; cat /srv/i10shop/current/VERSION"))
 	link, ver, _ := strings.Cut(out, "\n")
 	return strings.TrimPrefix(link, "releases/"), ver
 }
@@ -134,10 +134,10 @@ func TestFleetReleasesE2E(t *testing.T) {
 		v1[h.Name] = id
 		// The shared path is a link into the host's shared/, which kept
 		// what was there (the build's copy is not used when shared/ has it).
-		if got := strings.TrimSpace(h.MustRun(t, "readlink /srv/i10shop/current/uploads; ls /srv/i10shop/shared/uploads")); got != "../../shared/uploads" {
+		if got := strings.TrimSpace(h.Stdout(t, "readlink /srv/i10shop/current/uploads; ls /srv/i10shop/shared/uploads")); got != "../../shared/uploads" {
 			t.Errorf("%s: uploads link and shared/uploads: %q", h.Name, got)
 		}
-		if got := strings.TrimSpace(h.MustRun(t, "ls -A /srv/i10shop/releases")); strings.Contains(got, ".partial") {
+		if got := strings.TrimSpace(h.Stdout(t, "ls -A /srv/i10shop/releases")); strings.Contains(got, ".partial") {
 			t.Errorf("%s: a partial copy was left: %q", h.Name, got)
 		}
 	}
@@ -195,7 +195,7 @@ func TestFleetReleasesE2E(t *testing.T) {
 	if id, ver := current(t, rel2); id != v1["rel2"] || ver != "v1-rel2" {
 		t.Errorf("rel2 after the failed deploy: %s serving %q, want %s back", id, ver, v1["rel2"])
 	}
-	if got := strings.TrimSpace(rel2.MustRun(t, "ls /srv/i10shop/releases")); len(strings.Fields(got)) != 2 {
+	if got := strings.TrimSpace(rel2.Stdout(t, "ls /srv/i10shop/releases")); len(strings.Fields(got)) != 2 {
 		t.Errorf("rel2 releases after the undo: %q, want the first and v1 only", got)
 	}
 	v2id, ver := current(t, rel1)
@@ -205,7 +205,7 @@ func TestFleetReleasesE2E(t *testing.T) {
 
 	// 5. rollout rollback --host rel1: rel1 back on v1, v2 marked bad
 	// there; rel2 untouched.
-	before := strings.TrimSpace(rel2.MustRun(t, "systemctl --user show -p InvocationID --value i10shop.service"))
+	before := strings.TrimSpace(rel2.Stdout(t, "systemctl --user show -p InvocationID --value i10shop.service"))
 	res = f.rollout("rollback", plan, "--user", "--events", f.events, "--no-tty", "--host", "rel1")
 	if res.Code != 0 {
 		t.Fatalf("rollback --host rel1: exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
@@ -213,10 +213,10 @@ func TestFleetReleasesE2E(t *testing.T) {
 	if id, ver := current(t, rel1); id != v1["rel1"] || ver != "v1-rel1" {
 		t.Errorf("rel1 after rollback: %s serving %q, want %s", id, ver, v1["rel1"])
 	}
-	if got := strings.TrimSpace(rel1.MustRun(t, "cat /srv/i10shop/releases/"+v2id+".bad")); !strings.Contains(got, "rolled back") {
+	if got := strings.TrimSpace(rel1.Stdout(t, "cat /srv/i10shop/releases/"+v2id+".bad")); !strings.Contains(got, "rolled back") {
 		t.Errorf("rel1: %s.bad = %q, want the reason", v2id, got)
 	}
-	if after := strings.TrimSpace(rel2.MustRun(t, "systemctl --user show -p InvocationID --value i10shop.service")); after != before {
+	if after := strings.TrimSpace(rel2.Stdout(t, "systemctl --user show -p InvocationID --value i10shop.service")); after != before {
 		t.Error("rel2 was restarted by a rollback narrowed to rel1")
 	}
 	if id, _ := current(t, rel2); id != v1["rel2"] {
@@ -270,7 +270,7 @@ func TestFleetReleaseRecoverE2E(t *testing.T) {
 		if id, ver := current(t, h); id != relFirst || ver != "v0" {
 			t.Errorf("%s after recover: %s serving %q, want %s serving v0", h.Name, id, ver, relFirst)
 		}
-		if got := strings.TrimSpace(h.MustRun(t, "ls -A /srv/i10shop/releases")); got != relFirst {
+		if got := strings.TrimSpace(h.Stdout(t, "ls -A /srv/i10shop/releases")); got != relFirst {
 			t.Errorf("%s: releases after recover %q, want only %s", h.Name, got, relFirst)
 		}
 	}
