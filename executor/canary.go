@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rollout-sh/rollout/planner"
@@ -54,11 +55,19 @@ func Promote(dir, runID string, p Promotion) error {
 	if runID == "" || strings.ContainsAny(runID, "/\\") || strings.HasPrefix(runID, ".") {
 		return fmt.Errorf("%q is not a run id", runID)
 	}
-	if _, err := os.Stat(WaitingFile(dir, runID)); err != nil {
+	f, err := os.Open(WaitingFile(dir, runID))
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("no canary of run %s is waiting for promotion (in %s)", runID, dir)
 		}
 		return err
+	}
+	defer f.Close()
+	// The waiting run holds a lock on its file: a lock we can take means
+	// the run died while it waited, and an answer would reach nobody.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+		_ = os.Remove(WaitingFile(dir, runID))
+		return fmt.Errorf("run %s is not running any more (it ended while its canary waited): nothing to promote; `rollout recover` puts back what it left", runID)
 	}
 	data, err := json.Marshal(p)
 	if err != nil {
@@ -303,9 +312,21 @@ func (r *runner) awaitPromotion(ctx context.Context, cr *canaryRun, start time.T
 	}
 	waiting := WaitingFile(dir, r.opts.RunID)
 	promoted := PromotionFile(dir, r.opts.RunID)
-	if err := os.WriteFile(waiting, []byte(c.Service+"\n"), 0o640); err != nil {
+	// Held locked while the run waits, so that `rollout promote` can tell
+	// a live run from the file of one that was killed.
+	wf, err := os.OpenFile(waiting, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err == nil {
+		if err = syscall.Flock(int(wf.Fd()), syscall.LOCK_EX); err == nil {
+			_, err = wf.WriteString(c.Service + "\n")
+		}
+	}
+	if err != nil {
+		if wf != nil {
+			wf.Close()
+		}
 		return fmt.Sprintf("cannot wait for promotion: %v", err)
 	}
+	defer wf.Close()
 	defer os.Remove(waiting)
 	defer os.Remove(promoted)
 	r.em.note(Event{Event: CanaryWaiting, Service: c.Service,

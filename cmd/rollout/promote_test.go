@@ -6,17 +6,44 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rollout-sh/rollout/executor"
 )
 
-// waiting makes dir look like a run whose canary waits for a person.
+// waiting makes dir look like a live run whose canary waits for a person:
+// its waiting file, locked as the run holds it, until the test ends.
 func waiting(t *testing.T, dir, runID string) {
 	t.Helper()
-	if err := os.WriteFile(executor.WaitingFile(dir, runID), []byte("api\n"), 0o640); err != nil {
+	f, err := os.OpenFile(executor.WaitingFile(dir, runID), os.O_WRONLY|os.O_CREATE, 0o640)
+	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("api\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A run killed while its canary waited leaves its waiting file, unlocked:
+// promote says the run is gone instead of promoting into the void.
+func TestPromoteOfADeadRun(t *testing.T) {
+	dir := t.TempDir()
+	ios, _, _ := testStreams()
+	if err := os.WriteFile(executor.WaitingFile(dir, "r1"), []byte("api\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	err := promoteRun(&PromoteOptions{IO: ios, RunID: "r1", Dir: dir, Now: time.Now})
+	if err == nil || !strings.Contains(err.Error(), "run r1 is not running any more") {
+		t.Fatalf("promote of a dead run: %v, want it to say the run is gone", err)
+	}
+	if _, err := os.Stat(executor.PromotionFile(dir, "r1")); !os.IsNotExist(err) {
+		t.Errorf("a promotion was written for a dead run (%v)", err)
 	}
 }
 
