@@ -408,3 +408,18 @@ func (s *Service) ServiceName() string {
 	}
 	return s.Name
 }
+
+// SizeText says how many services the plan restarts, and how many
+// instances when a service runs as several (on hosts, or as a template
+// unit's instances): "3 services", "1 service (3 instances)".
+func (p *Plan) SizeText() string {
+	declared := map[string]bool{}
+	for _, s := range p.Services {
+		declared[s.Service] = true
+	}
+	text := plural(len(declared), "service")
+	if len(declared) != len(p.Services) {
+		text += " (" + plural(len(p.Services), "instance") + ")"
+	}
+	return text
+}

@@ -19,7 +19,7 @@ func RenderText(w io.Writer, p *Plan) error {
 	est := p.Estimate()
 	fmt.Fprintf(&b, "Plan %q (%s)\n", p.Name, p.File)
 	fmt.Fprintf(&b, "  %s in %s, max_parallel %s, on_failure %s",
-		plural(len(p.Services), "service"), plural(len(p.Waves), "wave"), parallelText(p.MaxParallel), p.OnFailure)
+		p.SizeText(), plural(len(p.Waves), "wave"), parallelText(p.MaxParallel), p.OnFailure)
 	if p.MaxFailures > 0 {
 		fmt.Fprintf(&b, ", max_failures %d", p.MaxFailures)
 	}

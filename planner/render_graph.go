@@ -27,7 +27,7 @@ func criticalCaption(p *Plan, est Estimate) string {
 		return fmt.Sprintf("plan %s", p.Name)
 	}
 	return fmt.Sprintf("plan %s: critical path (red) estimated %s; %s in %s", p.Name, est.Critical,
-		plural(len(p.Services), "service"), plural(len(p.Waves), "wave"))
+		p.SizeText(), plural(len(p.Waves), "wave"))
 }
 
 // RenderDOT writes the plan as a Graphviz digraph: one cluster per wave,

@@ -124,7 +124,7 @@ func validateFile(file string, vars map[string]string) (compiled, string) {
 	case errs > 0:
 		return c, fmt.Sprintf("%s: invalid (%s, %s)", file, plural(errs, "error"), plural(warns, "warning"))
 	case c.Plan != nil:
-		return c, fmt.Sprintf("%s: valid (%s in plan %q, %s)", file, plural(len(c.Plan.Services), "service"), c.Plan.Name, plural(warns, "warning"))
+		return c, fmt.Sprintf("%s: valid (%s in plan %q, %s)", file, c.Plan.SizeText(), c.Plan.Name, plural(warns, "warning"))
 	default:
 		return c, fmt.Sprintf("%s: valid (%s)", file, plural(warns, "warning"))
 	}

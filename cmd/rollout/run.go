@@ -315,7 +315,7 @@ func watchSignals(opts *RunOptions, cancel context.CancelFunc, abort chan struct
 // nothing and writes no events.
 func dryRun(opts *RunOptions, plan *planner.Plan) error {
 	w := opts.IO.Out
-	fmt.Fprintf(w, "Dry run of plan %q: %s, nothing will be changed.\n", plan.Name, plural(len(plan.Services), "service"))
+	fmt.Fprintf(w, "Dry run of plan %q: %s, nothing will be changed.\n", plan.Name, plan.SizeText())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var sd steps.Backend
