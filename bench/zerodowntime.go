@@ -98,15 +98,11 @@ func zeroDowntimeBench() error {
 	}))
 	writeFile(filepath.Join(m.UnitDir, "rt-zd-haproxy.service"),
 		zdscenario.ProxyUnit("HAProxy", filepath.Join(work, "haproxy.log"), haproxy, "-db", "-f", hcfg))
-	ndir := filepath.Join(work, "nginx")
-	if err := os.MkdirAll(ndir, 0o755); err != nil {
+	nconf, upstream, pidFile, err := writeNginx(filepath.Join(work, "nginx"), nginxPort,
+		proxytest.NginxUpstream("api", zdscenario.Backends(insts)), filepath.Join(m.UnitDir, "rt-zd-nginx.service"), "nginx", nginx)
+	if err != nil {
 		return err
 	}
-	nconf, upstream, pidFile := filepath.Join(ndir, "nginx.conf"), filepath.Join(ndir, "upstream.conf"), filepath.Join(ndir, "nginx.pid")
-	writeFile(upstream, proxytest.NginxUpstream("api", zdscenario.Backends(insts)))
-	writeFile(nconf, proxytest.NginxConfig(proxytest.NginxOptions{Port: nginxPort, Dir: ndir, Upstream: "api", Include: upstream}))
-	writeFile(filepath.Join(m.UnitDir, "rt-zd-nginx.service"),
-		zdscenario.ProxyUnit("nginx", filepath.Join(ndir, "nginx.out"), nginx, "-c", nconf))
 
 	ctx := context.Background()
 	conn, err := m.Conn(ctx)
@@ -216,15 +212,11 @@ func blueGreenBench(m *systemdtest.Manager, nginx, testsvc, rollout, work string
 		}
 	}
 	writeFile(filepath.Join(m.UnitDir, zdscenario.BGTemplate), zdscenario.BGTemplateUnit(testsvc, base))
-	ndir := filepath.Join(work, "nginx-bg")
-	if err := os.MkdirAll(ndir, 0o755); err != nil {
+	nconf, upstream, pidFile, err := writeNginx(filepath.Join(work, "nginx-bg"), ports[2],
+		zdscenario.BGUpstream(colors), filepath.Join(m.UnitDir, "rt-zd-bg-nginx.service"), "nginx (blue-green)", nginx)
+	if err != nil {
 		return err
 	}
-	nconf, upstream, pidFile := filepath.Join(ndir, "nginx.conf"), filepath.Join(ndir, "upstream.conf"), filepath.Join(ndir, "nginx.pid")
-	writeFile(upstream, zdscenario.BGUpstream(colors))
-	writeFile(nconf, proxytest.NginxConfig(proxytest.NginxOptions{Port: ports[2], Dir: ndir, Upstream: "api", Include: upstream}))
-	writeFile(filepath.Join(m.UnitDir, "rt-zd-bg-nginx.service"),
-		zdscenario.ProxyUnit("nginx (blue-green)", filepath.Join(ndir, "nginx.out"), nginx, "-c", nconf))
 	ctx := context.Background()
 	sconn, err := m.Conn(ctx)
 	if err != nil {
@@ -292,6 +284,21 @@ func blueGreenBench(m *systemdtest.Manager, nginx, testsvc, rollout, work string
 	}
 	fmt.Println()
 	return nil
+}
+
+// writeNginx writes, in dir, an nginx listening on port in front of the
+// upstream "api" (upstreamText, in its own file that the scenarios
+// rewrite), and its unit file at unitPath; it returns the paths of the
+// configuration, the upstream file and the pid file.
+func writeNginx(dir string, port int, upstreamText, unitPath, desc, nginx string) (conf, upstream, pidFile string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", "", err
+	}
+	conf, upstream, pidFile = filepath.Join(dir, "nginx.conf"), filepath.Join(dir, "upstream.conf"), filepath.Join(dir, "nginx.pid")
+	writeFile(upstream, upstreamText)
+	writeFile(conf, proxytest.NginxConfig(proxytest.NginxOptions{Port: port, Dir: dir, Upstream: "api", Include: upstream}))
+	writeFile(unitPath, zdscenario.ProxyUnit(desc, filepath.Join(dir, "nginx.out"), nginx, "-c", conf))
+	return conf, upstream, pidFile, nil
 }
 
 // runExit runs a command with the manager's environment and returns its
