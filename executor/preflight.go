@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/rollout-sh/rollout/planner"
 )
@@ -91,52 +92,16 @@ func Preflight(ctx context.Context, plan *planner.Plan, opts PreflightOptions) e
 	if opts.Machine == nil {
 		return errors.New("executor: preflight without a machine")
 	}
+	machines, err := preflightMachines(plan, opts)
+	if err != nil {
+		return err
+	}
+	prefetch(ctx, plan, machines)
 	pf := &preflight{opts: opts, index: map[string]*finding{}}
 	unitsChecked := map[string]bool{}
 	fsChecked := map[string]bool{}
-	for _, svc := range plan.Services {
-		m := opts.Machine(svc)
-		if m == nil {
-			return fmt.Errorf("executor: no machine for service %s", svc.Name)
-		}
-		where := m.Where()
-		var copies []planner.Copy // the service's earlier copies
-		var units, spaceDirs []string
-		if svc.WorkingDir != "" {
-			spaceDirs = append(spaceDirs, svc.WorkingDir)
-		}
-		for _, st := range svc.Steps {
-			user := fmt.Sprintf("%s (step %q)", svc.Name, st.Name)
-			n := st.Needs
-			for _, p := range n.Programs {
-				pf.program(m, p, copies, user)
-			}
-			for _, c := range n.Copies {
-				pf.copyDirs(m, c, user)
-				spaceDirs = append(spaceDirs, c.To)
-				copies = append(copies, c)
-			}
-			for _, d := range n.Dirs {
-				if !coveredBy(d, copies) {
-					pf.dir(m, d, "working directory", user)
-				}
-				spaceDirs = append(spaceDirs, d)
-			}
-			units = append(units, n.Units...)
-		}
-		for _, u := range units {
-			key := where + "\x00" + u
-			if unitsChecked[key] {
-				continue
-			}
-			unitsChecked[key] = true
-			pf.unit(ctx, m, u, svc.Name)
-		}
-		if plan.MinFreeSpace > 0 {
-			for _, d := range spaceDirs {
-				pf.freeSpace(m, d, plan.MinFreeSpace, fsChecked, svc.Name)
-			}
-		}
+	for i, svc := range plan.Services {
+		pf.service(ctx, plan, svc, machines[i], unitsChecked, fsChecked)
 	}
 	for _, w := range pf.warnings {
 		if opts.Warn != nil {
@@ -151,6 +116,177 @@ func Preflight(ctx context.Context, plan *planner.Plan, opts PreflightOptions) e
 		e.Problems = append(e.Problems, f.String())
 	}
 	return e
+}
+
+// preflightMachines returns each service's machine, one memo per machine
+// (by its name), so that a question asked twice is answered once.
+func preflightMachines(plan *planner.Plan, opts PreflightOptions) ([]*memoMachine, error) {
+	byWhere := map[string]*memoMachine{}
+	out := make([]*memoMachine, len(plan.Services))
+	for i, svc := range plan.Services {
+		m := opts.Machine(svc)
+		if m == nil {
+			return nil, fmt.Errorf("executor: no machine for service %s", svc.Name)
+		}
+		mm, ok := byWhere[m.Where()]
+		if !ok {
+			mm = newMemoMachine(m)
+			byWhere[m.Where()] = mm
+		}
+		out[i] = mm
+	}
+	return out, nil
+}
+
+// prefetchWorkers is how many of one machine's questions are asked at
+// once. A host answers each over its one ssh connection, and sshd allows
+// 10 sessions on a connection (MaxSessions): the run's D-Bus bridge and
+// host lock hold some of them.
+const prefetchWorkers = 6
+
+// prefetch asks every machine its questions before the checks read them:
+// each machine's services are walked by a few workers at once, so that a
+// plan's hundreds of unit reads and a host's round trips overlap rather
+// than add up. The walk records no problem (the checks that follow do,
+// in plan order, from the memo); it only fills the memos.
+func prefetch(ctx context.Context, plan *planner.Plan, machines []*memoMachine) {
+	queues := map[*memoMachine][]*planner.Service{}
+	var order []*memoMachine
+	for i, svc := range plan.Services {
+		m := machines[i]
+		if _, ok := queues[m]; !ok {
+			order = append(order, m)
+		}
+		queues[m] = append(queues[m], svc)
+	}
+	var wg sync.WaitGroup
+	for _, m := range order {
+		work := make(chan *planner.Service)
+		for range min(prefetchWorkers, len(queues[m])) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				scratch := &preflight{index: map[string]*finding{}}
+				units, fs := map[string]bool{}, map[string]bool{}
+				for svc := range work {
+					scratch.service(ctx, plan, svc, m, units, fs)
+				}
+			}()
+		}
+		go func() {
+			defer close(work)
+			for _, svc := range queues[m] {
+				if ctx.Err() != nil {
+					return
+				}
+				work <- svc
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// service checks one service's steps on its machine m.
+func (pf *preflight) service(ctx context.Context, plan *planner.Plan, svc *planner.Service, m Machine, unitsChecked, fsChecked map[string]bool) {
+	where := m.Where()
+	var copies []planner.Copy // the service's earlier copies
+	var units, spaceDirs []string
+	if svc.WorkingDir != "" {
+		spaceDirs = append(spaceDirs, svc.WorkingDir)
+	}
+	for _, st := range svc.Steps {
+		user := fmt.Sprintf("%s (step %q)", svc.Name, st.Name)
+		n := st.Needs
+		for _, p := range n.Programs {
+			pf.program(m, p, copies, user)
+		}
+		for _, c := range n.Copies {
+			pf.copyDirs(m, c, user)
+			spaceDirs = append(spaceDirs, c.To)
+			copies = append(copies, c)
+		}
+		for _, d := range n.Dirs {
+			if !coveredBy(d, copies) {
+				pf.dir(m, d, "working directory", user)
+			}
+			spaceDirs = append(spaceDirs, d)
+		}
+		units = append(units, n.Units...)
+	}
+	for _, u := range units {
+		key := where + "\x00" + u
+		if unitsChecked[key] {
+			continue
+		}
+		unitsChecked[key] = true
+		pf.unit(ctx, m, u, svc.Name)
+	}
+	if plan.MinFreeSpace > 0 {
+		for _, d := range spaceDirs {
+			pf.freeSpace(m, d, plan.MinFreeSpace, fsChecked, svc.Name)
+		}
+	}
+}
+
+// memoMachine answers each question of its Machine once, for any number
+// of goroutines: the first asker asks, the others wait for its answer.
+type memoMachine struct {
+	Machine
+	mu    sync.Mutex
+	cache map[string]*memoEntry
+}
+
+type memoEntry struct {
+	once sync.Once
+	val  any
+	fs   string
+	err  error
+}
+
+func newMemoMachine(m Machine) *memoMachine {
+	return &memoMachine{Machine: m, cache: map[string]*memoEntry{}}
+}
+
+func (m *memoMachine) entry(key string) *memoEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.cache[key]
+	if !ok {
+		e = &memoEntry{}
+		m.cache[key] = e
+	}
+	return e
+}
+
+func (m *memoMachine) LookPath(p planner.Program) error {
+	e := m.entry("look\x00" + p.Name + "\x00" + p.Dir)
+	e.once.Do(func() { e.err = m.Machine.LookPath(p) })
+	return e.err
+}
+
+func (m *memoMachine) Dir(path string) (DirInfo, error) {
+	e := m.entry("dir\x00" + path)
+	e.once.Do(func() { e.val, e.err = m.Machine.Dir(path) })
+	info, _ := e.val.(DirInfo)
+	return info, e.err
+}
+
+func (m *memoMachine) FreeSpace(path string) (int64, string, error) {
+	e := m.entry("free\x00" + path)
+	e.once.Do(func() {
+		var free int64
+		free, e.fs, e.err = m.Machine.FreeSpace(path)
+		e.val = free
+	})
+	free, _ := e.val.(int64)
+	return free, e.fs, e.err
+}
+
+func (m *memoMachine) Unit(ctx context.Context, name string) (UnitInfo, error) {
+	e := m.entry("unit\x00" + name)
+	e.once.Do(func() { e.val, e.err = m.Machine.Unit(ctx, name) })
+	info, _ := e.val.(UnitInfo)
+	return info, e.err
 }
 
 // finding is one problem and the services (and steps) it stops.

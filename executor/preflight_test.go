@@ -3,11 +3,14 @@ package executor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/rollout-sh/rollout/planner"
 )
@@ -244,5 +247,74 @@ func TestPreflightEmptyReleaseSource(t *testing.T) {
 	err := Preflight(context.Background(), plan, preflightOf(m, true))
 	if err == nil || !strings.Contains(err.Error(), "source directory /release/a is empty: it would deploy no code") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// countingMachine counts Unit reads and how many were in flight at once;
+// each read waits (up to 300 ms) for a second one to arrive, so that a
+// preflight that reads one unit after the other shows up as a maximum of 1.
+type countingMachine struct {
+	fakeMachine
+	mu             sync.Mutex
+	calls, now, hi int
+	arrived        chan struct{}
+}
+
+func (m *countingMachine) Unit(ctx context.Context, name string) (UnitInfo, error) {
+	m.mu.Lock()
+	m.calls++
+	m.now++
+	m.hi = max(m.hi, m.now)
+	m.mu.Unlock()
+	select {
+	case m.arrived <- struct{}{}:
+	case <-m.arrived:
+	case <-time.After(300 * time.Millisecond):
+	}
+	m.mu.Lock()
+	m.now--
+	m.mu.Unlock()
+	return UnitInfo{LoadState: "loaded"}, nil
+}
+
+// TestPreflightReadsConcurrentlyAndOnce: preflight's unit reads overlap
+// (a host's round trips must not add up before the first restart), each
+// unit is read once however many services name it, and the problems
+// still come out in plan order.
+func TestPreflightReadsConcurrentlyAndOnce(t *testing.T) {
+	var defs []string
+	for i := range 12 {
+		defs = append(defs, fmt.Sprintf("s%02d", i))
+	}
+	plan := makePlan(specs(defs...)...)
+	for i, svc := range plan.Services {
+		svc.Steps[0].Needs.Units = []string{fmt.Sprintf("u%d.service", i%6), "shared.service"}
+	}
+	m := &countingMachine{arrived: make(chan struct{})}
+	if err := Preflight(context.Background(), plan, PreflightOptions{Machine: func(*planner.Service) Machine { return m }}); err != nil {
+		t.Fatal(err)
+	}
+	if m.calls != 7 {
+		t.Errorf("read units %d times, want 7 (6 units and the shared one, once each)", m.calls)
+	}
+	if m.hi < 2 {
+		t.Errorf("at most %d unit read in flight: preflight reads one after the other", m.hi)
+	}
+
+	// Problems in plan order, each once, with every service that shares it.
+	fm := healthyMachine()
+	fm.units = map[string]UnitInfo{}
+	err := Preflight(context.Background(), plan, PreflightOptions{Machine: func(*planner.Service) Machine { return fm }})
+	var pe *PreflightError
+	if !errors.As(err, &pe) {
+		t.Fatalf("got %v, want a PreflightError", err)
+	}
+	var got []string
+	for _, p := range pe.Problems {
+		got = append(got, strings.Fields(p)[1])
+	}
+	want := []string{"u0.service", "shared.service", "u1.service", "u2.service", "u3.service", "u4.service", "u5.service"}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems name %v, want %v (plan order)", got, want)
 	}
 }

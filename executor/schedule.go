@@ -49,6 +49,15 @@ type schedule struct {
 	// services off it; plan order breaks ties, so runs are reproducible.
 	// byRank inverts it.
 	rank, byRank []int
+	// class groups the ranks of equal weight (the same remaining path):
+	// among ready services of one class, next prefers the one whose host
+	// has the fewest instances in flight, so that with --parallel N over
+	// N hosts each host has one in flight rather than one host two.
+	class []int
+	// hostOf is each service's host (an index into hostInFlight), -1 for
+	// a service that runs where rollout runs.
+	hostOf       []int
+	hostInFlight []int
 	// batchesOf lists the batches (indexes into batchMax) each service matches.
 	batchesOf     [][]int
 	batchMax      []int
@@ -115,6 +124,20 @@ func newSchedule(plan *planner.Plan, parallel int) *schedule {
 		}
 	}
 	s.batchInFlight = make([]int, len(s.batchMax))
+	s.hostOf = make([]int, n)
+	hostIndex := map[string]int{}
+	for i, svc := range plan.Services {
+		s.hostOf[i] = -1
+		if h := svc.HostName(); h != "" {
+			hi, ok := hostIndex[h]
+			if !ok {
+				hi = len(hostIndex)
+				hostIndex[h] = hi
+			}
+			s.hostOf[i] = hi
+		}
+	}
+	s.hostInFlight = make([]int, len(hostIndex))
 	s.rankByRemainingPath()
 	for i := range n {
 		if s.waiting[i] == 0 {
@@ -179,8 +202,16 @@ func (s *schedule) rankByRemainingPath() {
 		return cmp.Compare(count[b], count[a])
 	})
 	s.rank = make([]int, n)
+	s.class = make([]int, n)
 	for r, i := range s.byRank {
 		s.rank[i] = r
+		if r > 0 {
+			p := s.byRank[r-1]
+			s.class[r] = s.class[r-1]
+			if waits[p] != waits[i] || count[p] != count[i] {
+				s.class[r]++
+			}
+		}
 	}
 }
 
@@ -199,27 +230,50 @@ func batchMatches(b planner.Batch, svc *planner.Service) bool {
 	return false
 }
 
+// hostScan bounds how many ready services of one class next looks at
+// for a less busy host, so that a wide wave costs O(1) per start.
+const hostScan = 64
+
 // next returns the first ready service in rank order that may start now
 // (a slot is free and its batches are below max_unavailable), and marks it
-// in flight.
+// in flight. Among ready services of equal rank weight it takes one on
+// the host with the fewest in flight (a local service counts as idle).
 func (s *schedule) next() (int, bool) {
 	if s.parallel > 0 && s.inFlight >= s.parallel {
 		return 0, false
 	}
-	found, ok := -1, false
-	for s.ready.len() > 0 {
+	found, foundRank := -1, -1
+	for scanned := 0; s.ready.len() > 0; {
 		r := s.ready.pop()
-		if i := s.byRank[r]; s.batchesAllow(i) {
-			found, ok = i, true
+		i := s.byRank[r]
+		if !s.batchesAllow(i) {
+			s.blocked = append(s.blocked, r)
+			continue
+		}
+		if found >= 0 {
+			if s.class[r] != s.class[foundRank] {
+				s.blocked = append(s.blocked, r)
+				break
+			}
+			scanned++
+			if s.hostLoad(i) < s.hostLoad(found) {
+				s.blocked = append(s.blocked, foundRank)
+				found, foundRank = i, r
+			} else {
+				s.blocked = append(s.blocked, r)
+			}
+		} else {
+			found, foundRank = i, r
+		}
+		if s.hostLoad(found) == 0 || scanned >= hostScan {
 			break
 		}
-		s.blocked = append(s.blocked, r)
 	}
 	for _, r := range s.blocked {
 		s.ready.push(r)
 	}
 	s.blocked = s.blocked[:0]
-	if !ok {
+	if found < 0 {
 		return 0, false
 	}
 	s.outcome[found] = outcomeRunning
@@ -228,7 +282,18 @@ func (s *schedule) next() (int, bool) {
 	for _, b := range s.batchesOf[found] {
 		s.batchInFlight[b]++
 	}
+	if h := s.hostOf[found]; h >= 0 {
+		s.hostInFlight[h]++
+	}
 	return found, true
+}
+
+// hostLoad is how many instances are in flight on service i's host.
+func (s *schedule) hostLoad(i int) int {
+	if h := s.hostOf[i]; h >= 0 {
+		return s.hostInFlight[h]
+	}
+	return 0
 }
 
 func (s *schedule) batchesAllow(i int) bool {
@@ -247,6 +312,9 @@ func (s *schedule) finish(i int, o outcome) {
 	s.inFlight--
 	for _, b := range s.batchesOf[i] {
 		s.batchInFlight[b]--
+	}
+	if h := s.hostOf[i]; h >= 0 {
+		s.hostInFlight[h]--
 	}
 	s.release(s.followers[i])
 	if o != outcomeSucceeded {

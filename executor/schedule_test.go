@@ -271,3 +271,60 @@ func TestScheduleSerialBatches(t *testing.T) {
 		t.Fatalf("pending %d in flight %d", s.pending, s.inFlight)
 	}
 }
+
+// TestScheduleSpreadsOverHosts: with --parallel 3 over three hosts, the
+// instances of equal weight start one per host, and when one host's
+// instance finishes first its next instance starts there, not a second
+// one on a host that is still busy.
+func TestScheduleSpreadsOverHosts(t *testing.T) {
+	hosts := []*planner.Host{{Name: "h1"}, {Name: "h2"}, {Name: "h3"}}
+	var defs []string
+	for i := range 4 {
+		defs = append(defs, fmt.Sprintf("s%d", i))
+	}
+	base := makePlan(specs(defs...)...)
+	plan := &planner.Plan{Name: "fleet"}
+	for _, svc := range base.Services {
+		for _, h := range hosts {
+			inst := *svc
+			inst.Name = svc.Name + "@" + h.Name
+			inst.Host = h
+			plan.Services = append(plan.Services, &inst)
+			plan.Order = append(plan.Order, inst.Name)
+		}
+	}
+	s := newSchedule(plan, 3)
+	if got := startAll(s); !slices.Equal(got, []string{"s0@h1", "s0@h2", "s0@h3"}) {
+		t.Fatalf("first started %v, want one per host", got)
+	}
+	// h2 finishes first, twice in a row: its next instances go to h2.
+	// In plan order alone the next would be s1@h1, a second on busy h1.
+	name := func(i int) string { return s.services[i].Name }
+	finish := func(n string) {
+		i := slices.IndexFunc(plan.Services, func(svc *planner.Service) bool { return svc.Name == n })
+		s.finish(i, outcomeSucceeded)
+	}
+	finish("s0@h2")
+	i, ok := s.next()
+	if !ok || name(i) != "s1@h2" {
+		t.Fatalf("after s0@h2 finished, started %v (%v), want s1@h2", name(i), ok)
+	}
+	finish("s1@h2")
+	if i, _ := s.next(); name(i) != "s2@h2" {
+		t.Fatalf("after s1@h2 finished, started %v, want s2@h2", name(i))
+	}
+	for h, n := range s.hostInFlight {
+		if n != 1 {
+			t.Errorf("host %d has %d in flight, want 1", h, n)
+		}
+	}
+	// A heavier service (a longer remaining path) still goes first,
+	// whatever its host's load: balance only breaks ties.
+	plan2 := makePlan(specs("a", "b", "c: a")...)
+	plan2.Services[0].Host, plan2.Services[1].Host = hosts[0], hosts[1]
+	s2 := newSchedule(plan2, 1)
+	s2.hostInFlight[0] = 5 // h1 busy (as if with other work)
+	if i, _ := s2.next(); s2.services[i].Name != "a" {
+		t.Errorf("started %s first, want a (it heads the longer path)", s2.services[i].Name)
+	}
+}
