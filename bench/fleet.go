@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,10 +131,25 @@ func fleetBench() error {
 	writeFile(localPlan, local.String())
 	writeFile(fleetPlan, fleet.String())
 
+	// busy is the machine's CPU time over the last run, every process
+	// (rollout, ssh, the hosts' sshd, bridges, buses and managers).
+	var busy time.Duration
 	run := func(plan, events string, args ...string) (time.Duration, error) {
-		return timed(func() error {
+		before, forks, procs := machineBusy(), machineForks(), procCPU()
+		d, err := timed(func() error {
 			return runEnv(m, rollout, append([]string{"run", plan, "--user", "--no-tty", "--events", events}, args...)...)
 		})
+		busy = machineBusy() - before
+		fmt.Fprintf(os.Stderr, "forks during run: %d\n", machineForks()-forks)
+		if os.Getenv("BENCH_PROCS") != "" {
+			after := procCPU()
+			for k, v := range after {
+				if d := v - procs[k]; d >= 20*time.Millisecond {
+					fmt.Fprintf(os.Stderr, "  cpu %-40s %s\n", k, d)
+				}
+			}
+		}
+		return d, err
 	}
 	// (b) One restart at a time, local and remote: the restart step's
 	// own duration, per instance.
@@ -145,6 +162,7 @@ func fleetBench() error {
 	if err != nil {
 		return err
 	}
+	seqBusy := busy
 	localSteps, err := stepDurations(localEv)
 	if err != nil {
 		return err
@@ -159,6 +177,14 @@ func fleetBench() error {
 	parWall, err := run(fleetPlan, parEv, "--parallel", "3")
 	if err != nil {
 		return err
+	}
+	parBusy := busy
+	if keep := os.Getenv("BENCH_KEEP"); keep != "" {
+		for _, f := range []string{seqEv, parEv, localEv} {
+			if data, err := os.ReadFile(f); err == nil {
+				os.WriteFile(filepath.Join(keep, filepath.Base(f)), data, 0o644)
+			}
+		}
 	}
 	// Where the wall goes: before RUN_START (start, compile, ssh masters,
 	// host locks, preflight over ssh), the restarts, after the run's end.
@@ -198,6 +224,8 @@ func fleetBench() error {
 	row("  of which: start to RUN_START (connect, lock, preflight)", startup)
 	row("  of which: RUN_START to the run's end (the restarts)", restarts)
 	row("  of which: after the run's end (unlock, close, exit)", parWall-startup-restarts)
+	row(fmt.Sprintf("machine CPU busy, --parallel 1 (all processes, %d cores)", runtime.NumCPU()), seqBusy)
+	row("machine CPU busy, --parallel 3", parBusy)
 
 	// (d) Ansible on the same fleet, in the same run.
 	ansible, ok := ansibleAvailable()
@@ -356,4 +384,61 @@ func runPhases(path string, start time.Time) (startup, restarts time.Duration, e
 		return 0, 0, fmt.Errorf("%s: no RUN_START or end", path)
 	}
 	return begin.Sub(start), end.Sub(begin), nil
+}
+
+// machineBusy is the CPU time the whole machine has spent outside idle
+// and iowait since boot, from /proc/stat (0 where it cannot be read).
+func machineBusy() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	var ticks int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+func machineForks() int64 {
+	data, _ := os.ReadFile("/proc/stat")
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "processes "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// procCPU is each live process's CPU time, by pid and name.
+func procCPU() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < 0 {
+			continue
+		}
+		f := strings.Fields(s[j+2:])
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		out[fmt.Sprintf("%d %s", pid, s[i+1:j])] = time.Duration(u+st) * 10 * time.Millisecond
+	}
+	return out
 }

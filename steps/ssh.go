@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +50,9 @@ type HostSet struct {
 
 	mu    sync.Mutex
 	hosts map[string]*SSH
+	// warming counts StartWarming's connections still being opened;
+	// Close waits for them so that none opens after it.
+	warming sync.WaitGroup
 }
 
 // NewHostSet returns an empty set. ctx owns the hosts' systemd
@@ -101,29 +105,39 @@ func (s *HostSet) SSH(h *planner.Host) *SSH {
 }
 
 // Warm opens every host's connections at once: the ssh master, then its
-// systemd connection. A run calls it first, so that the hosts' first
-// connections (seconds each through a jump host) overlap instead of
-// adding up in preflight. Failures are not reported here: each step on
-// the host reports its own, naming the host.
+// systemd connection, and returns when all are open or failed. Failures
+// are not reported here: each step on the host reports its own, naming
+// the host.
 func (s *HostSet) Warm(hosts []*planner.Host) {
-	var wg sync.WaitGroup
+	s.StartWarming(hosts)
+	s.warming.Wait()
+}
+
+// StartWarming opens every host's connections at once, in the
+// background, and returns at once. A run calls it first, so that the
+// hosts' first connections (seconds each through a jump host) overlap
+// each other and whatever the run does meanwhile (its lock, the host
+// locks, which need only the ssh master) instead of adding up. A caller
+// that needs a connection waits for it where it uses it (the master and
+// the systemd connection are each opened once, under a lock).
+func (s *HostSet) StartWarming(hosts []*planner.Host) {
 	for _, h := range hosts {
 		x := s.SSH(h)
-		wg.Add(1)
+		s.warming.Add(1)
 		go func() {
-			defer wg.Done()
+			defer s.warming.Done()
 			x.ensureMaster()
 			if lb, ok := x.sd.Backend.(*lazyBackend); ok {
 				lb.get()
 			}
 		}()
 	}
-	wg.Wait()
 }
 
 // Close closes every host's systemd connection and ssh connection and
 // removes the control sockets.
 func (s *HostSet) Close() error {
+	s.warming.Wait()
 	s.mu.Lock()
 	hosts := s.hosts
 	s.hosts = map[string]*SSH{}
@@ -150,6 +164,11 @@ type SSH struct {
 	master *exec.Cmd
 	exited chan struct{} // closed when master exits
 	stderr *bytes.Buffer
+	// forward is the local end of the bus socket forwarded over the
+	// current master ("" before it is set up; each master has its own);
+	// noForward records that the host refused it.
+	forward   string
+	noForward bool
 }
 
 func (x *SSH) Name() string { return x.host.Name }
@@ -192,6 +211,7 @@ func (x *SSH) ensureMaster() {
 			return
 		}
 	}
+	x.forward = ""
 	args := append(x.baseArgs(), "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=no", "--", x.host.Address)
 	cmd := exec.Command(x.cfg.Program, args...)
 	var stderr bytes.Buffer
@@ -469,10 +489,89 @@ func (x *SSH) Upload(ctx context.Context, opts []string, src, dst string, out io
 	return cmd.Run()
 }
 
-// dialBus runs systemd-stdio-bridge on the host over ssh and makes a
+// dialBus connects to the host's bus. It first tries the bus socket
+// forwarded over the master connection (what `ssh -L local:/remote`
+// does): no remote process, no remote shell, and each message crosses
+// two processes fewer than through a bridge. A host that refuses the
+// forwarding (sshd's AllowStreamLocalForwarding no, DisableForwarding)
+// or whose bus is not a socket file is reached through
+// systemd-stdio-bridge, as systemctl -H does.
+func (x *SSH) dialBus(ctx context.Context) (*dbus.Conn, error) {
+	conn, err := x.dialForwarded(ctx)
+	if err == nil {
+		return conn, nil
+	}
+	return x.dialBridge(ctx)
+}
+
+// errNoForward: the bus is reached through the bridge only.
+var errNoForward = errors.New("no forwarded bus socket")
+
+// busSocketPath is the host's bus as a socket file, "" when its address
+// is anything else (an abstract socket, several addresses, escapes).
+func busSocketPath(bus string) string {
+	if bus == "" {
+		// systemd-stdio-bridge's default: the system bus.
+		return "/run/dbus/system_bus_socket"
+	}
+	p, ok := strings.CutPrefix(bus, "unix:path=")
+	if !ok || !strings.HasPrefix(p, "/") || strings.ContainsAny(p, ",;%") {
+		return ""
+	}
+	return p
+}
+
+// dialForwarded connects through the host's bus socket forwarded to a
+// socket beside the control socket, set up once per master connection.
+func (x *SSH) dialForwarded(ctx context.Context) (*dbus.Conn, error) {
+	remote := busSocketPath(x.host.SystemdBus)
+	if remote == "" {
+		return nil, errNoForward
+	}
+	x.ensureMaster()
+	x.mu.Lock()
+	if x.master == nil || x.noForward {
+		x.mu.Unlock()
+		return nil, errNoForward
+	}
+	if x.forward == "" {
+		local := x.control + ".bus"
+		os.Remove(local)
+		args := append(x.baseArgs(), "-O", "forward", "-L", local+":"+remote, "--", x.host.Address)
+		cmd := exec.CommandContext(ctx, x.cfg.Program, args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			x.noForward = true
+			x.mu.Unlock()
+			return nil, fmt.Errorf("%w: ssh -O forward: %v: %s", errNoForward, err, strings.TrimSpace(string(out)))
+		}
+		x.forward = local
+	}
+	local := x.forward
+	x.mu.Unlock()
+	c, err := net.DialTimeout("unix", local, x.cfg.ConnectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dbus.NewConn(c, dbus.WithContext(ctx))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if conn, err = busdial.Setup(conn, false); err != nil {
+		// The master took the connection but the host closed the
+		// channel: it does not forward sockets. The bridge from now on.
+		x.mu.Lock()
+		x.noForward = true
+		x.mu.Unlock()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// dialBridge runs systemd-stdio-bridge on the host over ssh and makes a
 // godbus connection over its stdin and stdout (godbus has no unixexec:
 // transport); systemctl -H does the same.
-func (x *SSH) dialBus(ctx context.Context) (*dbus.Conn, error) {
+func (x *SSH) dialBridge(ctx context.Context) (*dbus.Conn, error) {
 	remote := []string{"systemd-stdio-bridge"}
 	if x.host.SystemdBus != "" {
 		remote = append(remote, "-p"+x.host.SystemdBus)

@@ -175,16 +175,42 @@ func (d *DBus) dial() (*dbusConn, error) {
 	ch := make(chan result, 1)
 	go func() {
 		c := &dbusConn{}
-		var mu sync.Mutex
+		// go-systemd dials its two connections one after the other;
+		// both are dialled at once here, since over ssh each is a
+		// session of its own with its own round trips and remote shell.
+		type dialed struct {
+			conn *dbus.Conn
+			err  error
+		}
+		var pre [2]chan dialed
+		for i := range pre {
+			pre[i] = make(chan dialed, 1)
+			go func() {
+				conn, err := d.dialRaw()
+				pre[i] <- dialed{conn, err}
+			}()
+		}
+		used := 0
 		sd, err := sdbus.NewConnection(func() (*dbus.Conn, error) {
-			raw, err := d.dialRaw()
-			if err == nil {
-				mu.Lock()
-				c.raw = append(c.raw, raw)
-				mu.Unlock()
+			var r dialed
+			if used < len(pre) {
+				r = <-pre[used]
+				used++
+			} else {
+				r.conn, r.err = d.dialRaw()
 			}
-			return raw, err
+			if r.err == nil {
+				c.raw = append(c.raw, r.conn)
+			}
+			return r.conn, r.err
 		})
+		// A connection dialled ahead that go-systemd did not take (it
+		// failed on the first) is closed, not leaked.
+		for ; used < len(pre); used++ {
+			if r := <-pre[used]; r.err == nil {
+				r.conn.Close()
+			}
+		}
 		c.sd = sd
 		ch <- result{c, err}
 	}()

@@ -158,7 +158,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 			return usageError("%v", err)
 		}
 		defer hosts.Close()
-		hosts.Warm(plan.Hosts)
+		hosts.StartWarming(plan.Hosts)
 		hostSet = hosts
 		deps.Hosts = hosts.Get
 		lockHosts = func(ctx context.Context, holder executor.LockHolder) (func(), error) {
