@@ -8,14 +8,18 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rollout-sh/rollout/executor"
@@ -28,10 +32,12 @@ import (
 const fleetPerHost = 30
 
 func fleetUnitText() string {
-	return "[Service]\nType=exec\nExecStart=/bin/sleep 3600\n"
+	// No start rate limit: the rounds restart each unit more than
+	// systemd's default 5 times in 10 s.
+	return "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=exec\nExecStart=/bin/sleep 3600\n"
 }
 
-func fleetBench() error {
+func fleetBench(rounds int) error {
 	work, err := os.MkdirTemp("", "rollout-fleet-bench-")
 	if err != nil {
 		return err
@@ -93,21 +99,48 @@ func fleetBench() error {
 	}
 
 	// (a) A host's first connection: the ssh master, then systemd over
-	// the bridge (two go-systemd connections, auth, Hello).
-	var first []time.Duration
+	// the forwarded bus socket (two go-systemd connections, auth, Hello).
+	// Each host alone, then all at once, as a run connects them.
+	hostOf := func(h *fakehost.Host) *planner.Host {
+		return &planner.Host{Name: h.Name, Address: "127.0.0.1", User: "root", Port: h.Port, SSHArgs: h.SSHArgs(), SystemdBus: "unix:path=/srv/run/bus"}
+	}
+	var alone []time.Duration
 	for _, h := range hosts {
 		set, err := steps.NewHostSet(ctx, steps.SSHConfig{})
 		if err != nil {
 			return err
 		}
-		ph := &planner.Host{Name: h.Name, Address: "127.0.0.1", User: "root", Port: h.Port, SSHArgs: h.SSHArgs(), SystemdBus: "unix:path=/srv/run/bus"}
-		host, _ := set.Get(ph)
+		host, _ := set.Get(hostOf(h))
 		t0 := time.Now()
 		_, err = host.Systemd().Status(ctx, "fb00.service")
-		first = append(first, time.Since(t0))
+		alone = append(alone, time.Since(t0))
 		set.Close()
 		if err != nil {
 			return fmt.Errorf("first connection to %s: %w", h.Name, err)
+		}
+	}
+	first := make([]time.Duration, len(hosts))
+	{
+		set, err := steps.NewHostSet(ctx, steps.SSHConfig{})
+		if err != nil {
+			return err
+		}
+		errs := make([]error, len(hosts))
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for i, h := range hosts {
+			host, _ := set.Get(hostOf(h))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = host.Systemd().Status(ctx, "fb00.service")
+				first[i] = time.Since(t0)
+			}()
+		}
+		wg.Wait()
+		set.Close()
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("first connections: %w", err)
 		}
 	}
 
@@ -135,12 +168,12 @@ func fleetBench() error {
 	// (rollout, ssh, the hosts' sshd, bridges, buses and managers).
 	var busy time.Duration
 	run := func(plan, events string, args ...string) (time.Duration, error) {
-		before, forks, procs := machineBusy(), machineForks(), procCPU()
+		before, procs := machineBusy(), procCPU()
 		d, err := timed(func() error {
 			return runEnv(m, rollout, append([]string{"run", plan, "--user", "--no-tty", "--events", events}, args...)...)
 		})
 		busy = machineBusy() - before
-		fmt.Fprintf(os.Stderr, "forks during run: %d\n", machineForks()-forks)
+		// BENCH_PROCS=1: which processes took the CPU (a diagnostic).
 		if os.Getenv("BENCH_PROCS") != "" {
 			after := procCPU()
 			for k, v := range after {
@@ -171,31 +204,52 @@ func fleetBench() error {
 	if err != nil {
 		return err
 	}
-	// (c) The whole fleet, three at a time: one per host.
-	parEv := filepath.Join(work, "fleet-par.jsonl")
-	parStart := time.Now()
-	parWall, err := run(fleetPlan, parEv, "--parallel", "3")
-	if err != nil {
-		return err
+	// (c) The whole fleet, three at a time: one per host; and, as the
+	// reference of what this machine allows, three independent
+	// controllers at once, one per host (`--host`, each with a state
+	// directory and lock of its own). Interleaved rounds, medians.
+	type parRound struct {
+		wall, startup, restarts, busy time.Duration
 	}
-	parBusy := busy
-	if keep := os.Getenv("BENCH_KEEP"); keep != "" {
-		for _, f := range []string{seqEv, parEv, localEv} {
-			if data, err := os.ReadFile(f); err == nil {
-				os.WriteFile(filepath.Join(keep, filepath.Base(f)), data, 0o644)
+	var pars []parRound
+	var indeps []time.Duration
+	for round := range rounds {
+		parEv := filepath.Join(work, fmt.Sprintf("fleet-par-%d.jsonl", round))
+		parStart := time.Now()
+		parWall, err := run(fleetPlan, parEv, "--parallel", "3")
+		if err != nil {
+			return err
+		}
+		r := parRound{wall: parWall, busy: busy}
+		// Where the wall goes: before RUN_START (start, compile, ssh
+		// masters, host locks, preflight over ssh), the restarts, after
+		// the run's end.
+		if r.startup, r.restarts, err = runPhases(parEv, parStart); err != nil {
+			return err
+		}
+		pars = append(pars, r)
+		if keep := os.Getenv("BENCH_KEEP"); keep != "" {
+			for _, f := range []string{seqEv, parEv, localEv} {
+				if data, err := os.ReadFile(f); err == nil {
+					os.WriteFile(filepath.Join(keep, filepath.Base(f)), data, 0o644)
+				}
 			}
 		}
+		d, err := independentRuns(m, rollout, fleetPlan, work, round, hosts)
+		if err != nil {
+			return err
+		}
+		indeps = append(indeps, d)
 	}
-	// Where the wall goes: before RUN_START (start, compile, ssh masters,
-	// host locks, preflight over ssh), the restarts, after the run's end.
-	startup, restarts, err := runPhases(parEv, parStart)
-	if err != nil {
-		return err
-	}
-	// The bound: the slowest host's first connection plus its instances'
-	// own pipelines one after the other (the sequential run measured
-	// them), since one host's instances share one connection and the
-	// scheduler runs one instance per host at a time here.
+	slices.SortFunc(pars, func(a, b parRound) int { return cmp.Compare(a.wall, b.wall) })
+	med := pars[len(pars)/2]
+	parWall, startup, restarts, parBusy := med.wall, med.startup, med.restarts, med.busy
+	indep := percentile(indeps, 50)
+	// The bound: the slowest host's first connection (all hosts
+	// connecting at once, as a run does) plus its instances' own
+	// pipelines one after the other (the sequential run measured them),
+	// since one host's instances share one connection and the scheduler
+	// runs one instance per host at a time here.
 	perHost := map[string]time.Duration{}
 	for inst, d := range remoteSteps.total {
 		host := inst[strings.LastIndexByte(inst, '@')+1:]
@@ -211,19 +265,22 @@ func fleetBench() error {
 	fmt.Printf("%-62s %10s\n", "measure", "value")
 	row := func(name string, d time.Duration) { fmt.Printf("%-62s %10s\n", name, d.Round(100*time.Microsecond)) }
 	for i, h := range hosts {
-		row("(a) first connection to "+h.Name+" (ssh master + D-Bus bridge)", first[i])
+		row(fmt.Sprintf("(a) first connection to %s, alone / all hosts at once", h.Name), alone[i])
+		row("", first[i])
 	}
 	row("restart step, local, median", percentile(rr, 50))
 	row("restart step, remote, median", percentile(lr, 50))
 	row("(b) added cost per remote restart, median (target ≤ 15ms)", percentile(lr, 50)-percentile(rr, 50))
 	row("restart step, remote, p90", percentile(lr, 90))
 	row(fmt.Sprintf("fleet, --parallel 1 (%d instances)", len(hosts)*fleetPerHost), seqWall)
-	row("fleet, --parallel 3", parWall)
+	row(fmt.Sprintf("fleet, --parallel 3 (median of %d)", rounds), parWall)
 	row("bound: slowest host's first connection + its pipelines", bound)
 	fmt.Printf("%-62s %10.3f  (target ≤ 1.10)\n", "(c) --parallel 3 / bound", float64(parWall)/float64(bound))
 	row("  of which: start to RUN_START (connect, lock, preflight)", startup)
 	row("  of which: RUN_START to the run's end (the restarts)", restarts)
 	row("  of which: after the run's end (unlock, close, exit)", parWall-startup-restarts)
+	row(fmt.Sprintf("%d single-host controllers at once, slowest (median of %d)", len(hosts), rounds), indep)
+	fmt.Printf("%-62s %10.3f\n", "--parallel 3 / independent controllers", float64(parWall)/float64(indep))
 	row(fmt.Sprintf("machine CPU busy, --parallel 1 (all processes, %d cores)", runtime.NumCPU()), seqBusy)
 	row("machine CPU busy, --parallel 3", parBusy)
 
@@ -406,17 +463,6 @@ func machineBusy() time.Duration {
 	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ = 100
 }
 
-func machineForks() int64 {
-	data, _ := os.ReadFile("/proc/stat")
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "processes "); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
 // procCPU is each live process's CPU time, by pid and name.
 func procCPU() map[string]time.Duration {
 	out := map[string]time.Duration{}
@@ -441,4 +487,42 @@ func procCPU() map[string]time.Duration {
 		out[fmt.Sprintf("%d %s", pid, s[i+1:j])] = time.Duration(u+st) * 10 * time.Millisecond
 	}
 	return out
+}
+
+// independentRuns starts one controller per host at once, each
+// restarting that host's instances one at a time (`--host`), with a
+// controller state (lock, journals) of its own, and returns the slowest
+// one's wall: what this machine allows when nothing coordinates the
+// hosts.
+func independentRuns(m *systemdtest.Manager, rollout, plan, work string, round int, hosts []*fakehost.Host) (time.Duration, error) {
+	walls := make([]time.Duration, len(hosts))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		state := filepath.Join(work, fmt.Sprintf("indep-%d-%s", round, h.Name))
+		if err := os.MkdirAll(state, 0o755); err != nil {
+			return 0, err
+		}
+		cmd := exec.Command(rollout, "run", plan, "--user", "--no-tty", "--host", h.Name, "--parallel", "1",
+			"--events", filepath.Join(state, "events.jsonl"))
+		// The plan has no local service, so no local manager is
+		// reached; the bus address only places the controller's lock.
+		cmd.Env = append(os.Environ(), "DBUS_SESSION_BUS_ADDRESS=unix:path="+filepath.Join(state, "bus"), "XDG_STATE_HOME="+state)
+		var out syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			if err := cmd.Run(); err != nil {
+				errs[i] = fmt.Errorf("rollout --host %s: %w\n%s", h.Name, err, out.tail())
+			}
+			walls[i] = time.Since(t0)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return slices.Max(walls), nil
 }

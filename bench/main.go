@@ -108,7 +108,7 @@ func main() {
 		os.Exit(2)
 	}
 	if *fleet {
-		if err := fleetBench(); err != nil {
+		if err := fleetBench(o.rounds); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			os.Exit(1)
 		}

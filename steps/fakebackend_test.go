@@ -30,6 +30,8 @@ type scriptedBackend struct {
 	// health is the scripted result of each health check, in order; past
 	// the end, checks pass.
 	health []error
+	// read is every field asked of StatusOf.
+	read Field
 }
 
 func newScripted() *scriptedBackend {
@@ -76,6 +78,9 @@ func (s *scriptedBackend) Status(ctx context.Context, unit string) (UnitState, e
 // StatusOf keeps the scripted Status (the embedded fake's StatusOf would
 // bypass it) and the fields' masking.
 func (s *scriptedBackend) StatusOf(ctx context.Context, unit string, fields Field) (UnitState, error) {
+	s.mu.Lock()
+	s.read |= fields | FieldLoadState
+	s.mu.Unlock()
 	st, err := s.Status(ctx, unit)
 	return st.Only(fields | FieldLoadState), err
 }

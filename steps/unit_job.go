@@ -107,7 +107,7 @@ func (b *builder) buildUnitJob(svc *planner.Service, step *planner.Step, r *argR
 }
 
 func (s *unitJobStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, error) {
-	before, err := s.prepare(ctx, env)
+	before, err := s.prepareFields(ctx, env, unitJobFields)
 	if err != nil {
 		return nil, err
 	}
@@ -164,18 +164,34 @@ func (s *unitJobStep) Do(ctx context.Context, env *executor.Env) (executor.Undo,
 	}
 }
 
-// beforeJobFields is what the steps read of the state prepare returns.
-const beforeJobFields = FieldNeedDaemonReload | FieldActiveState | FieldInvocationID | FieldCanReload | FieldMainPID
+// beforeJobFields is what the steps read of the state prepare returns;
+// unitJobFields is the part a restart, start or stop reads (a reload
+// also needs CanReload and MainPID). Each field is a D-Bus round trip
+// through a single-threaded manager that 30 restarts share.
+const (
+	beforeJobFields = unitJobFields | FieldCanReload | FieldMainPID
+	unitJobFields   = FieldNeedDaemonReload | FieldActiveState | FieldInvocationID
+)
 
 // afterRestartFields is what proves a restart (restart, awaitJob) and
-// what describeState shows.
-const afterRestartFields = FieldActiveState | FieldSubState | FieldResult | FieldInvocationID
+// what describeState shows; provenFields is the proof alone, read first
+// (the rest only when the proof fails and the message needs it).
+const (
+	afterRestartFields = provenFields | FieldSubState | FieldResult
+	provenFields       = FieldActiveState | FieldInvocationID
+)
 
 // prepare reads the unit before a job: it must be loaded, and a unit file
 // changed on disk is reloaded first so the job runs the file as it is now.
 // It reads beforeJobFields only.
 func (j *unitJob) prepare(ctx context.Context, env *executor.Env) (UnitState, error) {
-	st, err := statusOf(ctx, j.sd, j.unit, beforeJobFields)
+	return j.prepareFields(ctx, env, beforeJobFields)
+}
+
+// prepareFields is prepare reading fields (with NeedDaemonReload).
+func (j *unitJob) prepareFields(ctx context.Context, env *executor.Env, fields Field) (UnitState, error) {
+	fields |= FieldNeedDaemonReload
+	st, err := statusOf(ctx, j.sd, j.unit, fields)
 	if err != nil {
 		return st, fmt.Errorf("status of %s: %w", j.unit, err)
 	}
@@ -188,7 +204,7 @@ func (j *unitJob) prepare(ctx context.Context, env *executor.Env) (UnitState, er
 		if err := j.sd.DaemonReload(ctx); err != nil {
 			return st, fmt.Errorf("daemon-reload: %w", err)
 		}
-		if st, err = statusOf(ctx, j.sd, j.unit, beforeJobFields); err != nil {
+		if st, err = statusOf(ctx, j.sd, j.unit, fields); err != nil {
 			return st, fmt.Errorf("status of %s: %w", j.unit, err)
 		}
 	}
@@ -242,7 +258,7 @@ func (j *unitJob) restart(ctx context.Context, env *executor.Env, before UnitSta
 	}
 	// With the connection lost mid-job the result is unknown; the unit's
 	// InvocationID tells whether the restart happened.
-	after, err := statusOf(ctx, j.sd, j.unit, afterRestartFields)
+	after, err := statusOf(ctx, j.sd, j.unit, provenFields)
 	if err != nil && jobErr != nil {
 		return jobErr
 	}
@@ -265,6 +281,9 @@ func (j *unitJob) restart(ctx context.Context, env *executor.Env, before UnitSta
 		}
 	}
 	if !isActive(after.ActiveState) {
+		if full, err := statusOf(ctx, j.sd, j.unit, afterRestartFields); err == nil {
+			after = full
+		}
 		return fmt.Errorf("%s is %s after restart", j.unit, describeState(after))
 	}
 	logf(env, "restarted (InvocationID %s→%s)", displayID(before.InvocationID), displayID(after.InvocationID))

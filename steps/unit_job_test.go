@@ -271,3 +271,22 @@ func TestJobTimeoutArgument(t *testing.T) {
 		t.Errorf("calls = %q", got)
 	}
 }
+
+// TestRestartReadsOnlyItsProof: a restart that succeeds reads the unit's
+// load state, whether its file changed, its active state and its
+// InvocationID, nothing more. Each property is a round trip through the
+// single-threaded manager that a wave of 30 restarts shares (issue 15);
+// the rest (SubState, Result) is read only to describe a failure.
+func TestRestartReadsOnlyItsProof(t *testing.T) {
+	sd := newScripted()
+	sd.AddUnit("app.service", true)
+	env := newTestEnv(testService())
+	step := mustBuild(t, sd.builder(), testService(), jobStep(TypeRestart))
+	if _, err := step.Do(context.Background(), &env.Env); err != nil {
+		t.Fatal(err)
+	}
+	want := FieldLoadState | FieldNeedDaemonReload | FieldActiveState | FieldInvocationID
+	if sd.read != want {
+		t.Errorf("read fields %b, want %b", sd.read, want)
+	}
+}
