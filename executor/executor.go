@@ -192,6 +192,9 @@ type Options struct {
 	// Preflight, when set, is checked under the lock before the run
 	// starts; a problem fails Run with a *PreflightError, before any event.
 	Preflight *PreflightOptions
+	// Warn receives what the operator should know that is not an error
+	// (a dead run's empty journal removed).
+	Warn func(string)
 }
 
 // Result is what a run did, per service, as the reference's rollingRestart()

@@ -347,3 +347,48 @@ func writeJournalFile(j *Journal, path string) error {
 	}
 	return nil
 }
+
+// TestRunRemovesTheJournalOfARunThatStartedNothing: a run killed while
+// preflight read (its journal is created meanwhile) leaves a journal with
+// no service in it. Nothing is to recover, so the next run removes it,
+// says so, and goes on; a journal naming a service still stops it
+// (TestRunRefusedWhileJournalExists). A run whose preflight fails leaves
+// no journal behind.
+func TestRunRemovesTheJournalOfARunThatStartedNothing(t *testing.T) {
+	lock := filepath.Join(t.TempDir(), "lock")
+	if err := os.MkdirAll(JournalDir(lock), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(JournalDir(lock), "killed-in-preflight.journal")
+	if err := writeJournalFile(&Journal{RunID: "killed-in-preflight", Plan: "sso", Started: time.Now(), Services: []JournalService{}}, empty); err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	rec := &recorder{}
+	res, err := Run(context.Background(), makePlan(specs("a")...), Options{Build: builder(rec, nil), LockPath: lock, Warn: func(s string) { warnings = append(warnings, s) }})
+	if err != nil || res.ExitCode() != 0 {
+		t.Fatalf("Run = %v (exit %d), want a run", err, res.ExitCode())
+	}
+	if _, err := os.Stat(empty); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the empty journal is still there (%v)", err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "killed-in-preflight") {
+		t.Errorf("warnings = %q, want one naming the removed run", warnings)
+	}
+
+	// Preflight fails: the journal created meanwhile is removed.
+	fm := healthyMachine()
+	fm.units = map[string]UnitInfo{}
+	plan := makePlan(specs("b")...)
+	plan.Services[0].Steps[0].Needs.Units = []string{"b.service"}
+	_, err = Run(context.Background(), plan, Options{Build: builder(rec, nil), LockPath: lock,
+		Preflight: &PreflightOptions{Machine: func(*planner.Service) Machine { return fm }}})
+	var pe *PreflightError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Run = %v, want a PreflightError", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(JournalDir(lock), "*"))
+	if len(left) != 0 {
+		t.Errorf("journals left after a failed preflight: %q", left)
+	}
+}

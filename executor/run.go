@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rollout-sh/rollout/dsl"
+	"github.com/rollout-sh/rollout/internal/phase"
 	"github.com/rollout-sh/rollout/planner"
 )
 
@@ -60,6 +61,7 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 			return Result{}, err
 		}
 		defer lock.Release()
+		phase.Mark("controller locked")
 		// A journal left by a run that died means services may be half
 		// restarted: nothing new starts until `rollout recover` ran.
 		dirs := []string{journals}
@@ -70,6 +72,8 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		if err != nil {
 			return Result{}, err
 		}
+		unfinished = dropUnstarted(unfinished, opts.Warn)
+		phase.Mark("journals scanned")
 		if len(unfinished) > 0 {
 			// The lock file names the dead run's journal again, for the
 			// recover that comes next.
@@ -83,19 +87,42 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 				return Result{}, err
 			}
 			defer release()
+			phase.Mark("hosts locked")
 		}
+	}
+	// The journal is created while preflight reads: its fsyncs (tens of
+	// milliseconds on a busy disk) and preflight's reads of every unit
+	// need different things. A run that dies before a service starts
+	// leaves a journal with no service in it, which the next run removes
+	// (dropUnstarted).
+	var (
+		jrDone chan struct{}
+		jrErr  error
+	)
+	if opts.LockPath != "" {
+		jrDone = make(chan struct{})
+		go func() {
+			defer close(jrDone)
+			jr, jrErr = newJournalWriter(journals, plan, opts)
+			phase.Mark("journal created")
+		}()
 	}
 	// Under the lock, so that what it sees is not another run's work in
 	// progress (a unit file that run is installing).
 	if opts.Preflight != nil {
 		if err := Preflight(ctx, plan, *opts.Preflight); err != nil {
+			if jrDone != nil {
+				<-jrDone
+				_ = jr.remove()
+			}
 			return Result{}, err
 		}
+		phase.Mark("preflight done")
 	}
-	if opts.LockPath != "" {
-		var err error
-		if jr, err = newJournalWriter(journals, plan, opts); err != nil {
-			return Result{}, err
+	if jrDone != nil {
+		<-jrDone
+		if jrErr != nil {
+			return Result{}, jrErr
 		}
 	}
 	if opts.PromoteDir == "" && journals != "" {
@@ -136,7 +163,9 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		jerr := jr.remove()
 		return Result{}, errors.Join(&EventsLogError{Err: err}, jerr)
 	}
+	phase.Mark("RUN_START")
 	r.walk(ctx, cancelSteps)
+	phase.Mark("services done")
 	res := r.result()
 	res.Duration = r.now().Sub(start)
 
@@ -151,12 +180,36 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	// a journal that recovery removes without a second final event.
 	jr.ending()
 	r.em.emit(end)
+	phase.Mark("RUN end event")
 	jerr := jr.remove()
+	phase.Mark("journal removed")
 	var everr error
 	if err := r.em.err(); err != nil {
 		everr = &EventsLogError{Err: err, Started: true}
 	}
 	return res, errors.Join(everr, jerr)
+}
+
+// dropUnstarted removes, from unfinished, the journals of runs that died
+// before any service started (a kill during preflight): they hold nothing
+// to recover. Each is removed from disk, with a warning naming it.
+func dropUnstarted(unfinished []*Journal, warn func(string)) []*Journal {
+	out := unfinished[:0]
+	for _, j := range unfinished {
+		if len(j.Services) > 0 || j.Path == "" {
+			out = append(out, j)
+			continue
+		}
+		if err := os.Remove(j.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			out = append(out, j)
+			continue
+		}
+		syncDir(filepath.Dir(j.Path))
+		if warn != nil {
+			warn(fmt.Sprintf("run %s (plan %s) ended before it restarted anything; its journal %s was removed", j.RunID, j.Plan, j.Path))
+		}
+	}
+	return out
 }
 
 // EventsLogError is a run whose events could not all be written. Before

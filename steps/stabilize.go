@@ -59,6 +59,11 @@ func (b *builder) buildStabilize(svc *planner.Service, step *planner.Step, r *ar
 }
 
 func (s *stabilizeStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, error) {
+	// The window opens with the step, not after the first read: under a
+	// wave of restarts that read waits its turn in the manager, and the
+	// unit is being watched from the moment the step starts anyway.
+	window := time.NewTimer(s.duration)
+	defer window.Stop()
 	base, err := statusOf(ctx, s.sd, s.unit, watchFields)
 	if err != nil {
 		return nil, fmt.Errorf("status of %s: %w", s.unit, err)
@@ -67,8 +72,6 @@ func (s *stabilizeStep) Do(ctx context.Context, env *executor.Env) (executor.Und
 		return nil, fmt.Errorf("%s is %s at the start of stabilization", s.unit, describeState(base))
 	}
 	logf(env, "watching %s for %s", s.unit, s.duration)
-	window := time.NewTimer(s.duration)
-	defer window.Stop()
 	tick := time.NewTicker(s.poll)
 	defer tick.Stop()
 	for done := false; !done; {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/interrupt"
+	"github.com/rollout-sh/rollout/internal/phase"
 	"github.com/rollout-sh/rollout/internal/notify"
 	"github.com/rollout-sh/rollout/internal/runview"
 	"github.com/rollout-sh/rollout/planner"
@@ -118,6 +119,7 @@ func runRun(opts *RunOptions) error {
 		return err
 	}
 	plan := c.Plan
+	phase.Mark("plan compiled")
 	if len(plan.Services) == 0 {
 		return usageError("plan %q selects no services, so there is nothing to run; check its select block and the plan's includes (`rollout plan show %s` lists what it selects)", plan.Name, opts.File)
 	}
@@ -148,6 +150,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 			return &exitError{code: exitUsage, err: fmt.Errorf("cannot reach the systemd manager: %w", err)}
 		}
 		defer sd.Close()
+		phase.Mark("local manager connected")
 	}
 	deps := steps.Deps{Systemd: sd}
 	var lockHosts func(context.Context, executor.LockHolder) (func(), error)
@@ -228,6 +231,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		Events:      notifier.sink(),
 		Observe:     observe,
 		Preflight:   preflightOptions(opts, sd, nil, hostSet),
+		Warn:        func(s string) { fmt.Fprintf(opts.IO.ErrOut, "rollout: warning: %s\n", s) },
 	})
 	if live != nil {
 		live.Close()
@@ -240,6 +244,7 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 		// Nothing ran: the lock is held or the run could not start.
 		return usageError("%v", runErr)
 	}
+	phase.Mark("run returned")
 	out.Summary(plan, res, eventsPath)
 	notifier.finish(opts.IO.ErrOut)
 	return silentExit(runExitCode(opts.IO.ErrOut, res, runErr))
