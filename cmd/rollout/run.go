@@ -13,8 +13,8 @@ import (
 
 	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/interrupt"
-	"github.com/rollout-sh/rollout/internal/phase"
 	"github.com/rollout-sh/rollout/internal/notify"
+	"github.com/rollout-sh/rollout/internal/phase"
 	"github.com/rollout-sh/rollout/internal/runview"
 	"github.com/rollout-sh/rollout/planner"
 	"github.com/rollout-sh/rollout/steps"
