@@ -73,10 +73,24 @@ func keys() (string, error) {
 	return dir, nil
 }
 
+// Options change how a host is made.
+type Options struct {
+	// SSHDConfig are lines appended to the host's sshd_config, e.g.
+	// "DisableForwarding yes". sshd keeps the first value of most
+	// keywords: these add settings, they do not override the script's.
+	SSHDConfig []string
+}
+
 // Start starts a host named name, stopped at t's cleanup.
 func Start(t testing.TB, name string) *Host {
 	t.Helper()
-	h, err := StartHost(name)
+	return StartWith(t, name, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, name string, opts Options) *Host {
+	t.Helper()
+	h, err := StartHostWith(name, opts)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("fakehost %s: %v", name, err)
@@ -89,6 +103,16 @@ func Start(t testing.TB, name string) *Host {
 
 // StartHost starts a host; the caller stops it.
 func StartHost(name string) (*Host, error) {
+	return StartHostWith(name, Options{})
+}
+
+// StartHostWith is StartHost with options.
+func StartHostWith(name string, opts Options) (*Host, error) {
+	for _, l := range opts.SSHDConfig {
+		if strings.ContainsAny(l, "\n\r") {
+			return nil, fmt.Errorf("sshd_config line %q holds a newline", l)
+		}
+	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("not root")
 	}
@@ -107,6 +131,10 @@ func StartHost(name string) (*Host, error) {
 			return nil, err
 		}
 		cmd := exec.Command("sh", sh, name, strconv.Itoa(port), dir)
+		cmd.Env = os.Environ()
+		if len(opts.SSHDConfig) > 0 {
+			cmd.Env = append(cmd.Env, "FAKEHOST_SSHD_CONFIG="+strings.Join(opts.SSHDConfig, "\n"))
+		}
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -211,12 +239,87 @@ func (h *Host) MustRun(t testing.TB, line string) string {
 	return out
 }
 
+// Freeze stops (SIGSTOP) every process of the host: its sshd, the
+// sessions' sshd children (each in a session of its own), its manager and
+// its units. The host goes silent without going down: its TCP connections
+// stay open, the kernel still acknowledges what is sent, nothing answers.
+// Thaw undoes it; Stop thaws first.
+func (h *Host) Freeze() {
+	h.signalAll(syscall.SIGSTOP)
+}
+
+// Thaw continues (SIGCONT) every process of the host.
+func (h *Host) Thaw() {
+	h.signalAll(syscall.SIGCONT)
+}
+
+// signalAll sends sig to the host's process group and to every process
+// in its cgroups; three rounds catch what forked meanwhile.
+func (h *Host) signalAll(sig syscall.Signal) {
+	if h.pgid <= 0 {
+		return
+	}
+	for round := 0; round < 3; round++ {
+		syscall.Kill(-h.pgid, sig)
+		for _, pid := range cgroupProcs(h.cgroup) {
+			syscall.Kill(pid, sig)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Processes returns the command lines (arguments joined by spaces) of
+// every process of the host, read from its cgroups on this machine: the
+// hosts share the machine's process table, so a pgrep on a host would
+// see every host's processes, and other tests'.
+func (h *Host) Processes() []string {
+	var cmds []string
+	for _, pid := range cgroupProcs(h.cgroup) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		cmds = append(cmds, strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " ")))
+	}
+	return cmds
+}
+
+// cgroupProcs lists the processes in the cgroup directories named cg, in
+// every hierarchy, each once.
+func cgroupProcs(cg string) []int {
+	if cg == "" {
+		return nil
+	}
+	roots, _ := filepath.Glob("/sys/fs/cgroup/" + cg)
+	more, _ := filepath.Glob("/sys/fs/cgroup/*/" + cg)
+	var pids []int
+	seen := map[int]bool{}
+	for _, root := range append(roots, more...) {
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil
+			}
+			if data, err := os.ReadFile(filepath.Join(p, "cgroup.procs")); err == nil {
+				for _, f := range strings.Fields(string(data)) {
+					if pid, err := strconv.Atoi(f); err == nil && !seen[pid] {
+						seen[pid] = true
+						pids = append(pids, pid)
+					}
+				}
+			}
+			return nil
+		})
+	}
+	return pids
+}
+
 // Stop kills the host (its sshd, manager and units) and removes its
 // cgroups. It is also a host going down mid-run.
 func (h *Host) Stop() {
 	if h.pgid <= 0 {
 		return
 	}
+	h.Thaw() // a frozen host dies too (SIGKILL needs no SIGCONT), but leaves nothing stopped behind
 	syscall.Kill(-h.pgid, syscall.SIGKILL)
 	pgid := h.pgid
 	h.pgid = 0
