@@ -169,6 +169,9 @@ type SSH struct {
 	// noForward records that the host refused it.
 	forward   string
 	noForward bool
+	// noMasterUntil: the last master could not start (the host did not
+	// answer, or refused us); until then no new one is tried.
+	noMasterUntil time.Time
 }
 
 func (x *SSH) Name() string { return x.host.Name }
@@ -200,6 +203,13 @@ func (x *SSH) baseArgs() []string {
 // that cannot start is not an error here: each session then connects on
 // its own (ControlMaster=no falls back to a direct connection) and
 // reports what went wrong itself.
+//
+// Nor is it tried again for ConnectTimeout: on a host that does not
+// answer, every caller would otherwise wait its own ConnectTimeout for a
+// master, one after the other under x.mu, before its session waits
+// another one: a D-Bus dial (two connections, each trying the forwarded
+// socket, then the bridge) ran into its CallTimeout, and Close waited
+// for the attempts still queued after the run had ended.
 func (x *SSH) ensureMaster() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -210,6 +220,9 @@ func (x *SSH) ensureMaster() {
 		default:
 			return
 		}
+	}
+	if time.Now().Before(x.noMasterUntil) {
+		return
 	}
 	x.forward = ""
 	args := append(x.baseArgs(), "-N", "-o", "ControlMaster=yes", "-o", "ControlPersist=no", "--", x.host.Address)
@@ -236,6 +249,7 @@ func (x *SSH) ensureMaster() {
 		select {
 		case <-exited:
 			x.master = nil
+			x.noMasterUntil = time.Now().Add(x.cfg.ConnectTimeout)
 			return
 		case <-time.After(2 * time.Millisecond):
 		}
