@@ -573,9 +573,18 @@ func (x *SSH) dialForwarded(ctx context.Context) (*dbus.Conn, error) {
 	}
 	if conn, err = busdial.Setup(conn, false); err != nil {
 		// The master took the connection but the host closed the
-		// channel: it does not forward sockets. The bridge from now on.
+		// channel: it does not forward sockets, and the bridge is used
+		// from now on. Unless the master itself died meanwhile: that is
+		// the host going away, not a refusal, and the next connection
+		// tries the forwarding again.
 		x.mu.Lock()
-		x.noForward = true
+		if x.master != nil {
+			select {
+			case <-x.exited:
+			default:
+				x.noForward = true
+			}
+		}
 		x.mu.Unlock()
 		return nil, err
 	}

@@ -32,7 +32,7 @@ func TestSilentHostE2E(t *testing.T) {
 	var b strings.Builder
 	for _, h := range f.hosts {
 		// Keep-alives every second, two unanswered drop the connection.
-		hcl := strings.Replace(h.HCL(), "ssh_args    = [", `ssh_args    = ["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2", `, 1)
+		hcl := strings.Replace(h.HCL(), "ssh_args    = [", `ssh_args    = ["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2", "-o", "ConnectTimeout=3", `, 1)
 		if !strings.Contains(hcl, "ServerAliveCountMax=2") {
 			t.Fatalf("no ssh_args in the host block:\n%s", hcl)
 		}
