@@ -229,7 +229,7 @@ func fleetBench(rounds int) error {
 		wall, startup, restarts, busy time.Duration
 	}
 	var pars []parRound
-	var indeps []time.Duration
+	var indeps, floors []time.Duration
 	for round := range rounds {
 		parEv := filepath.Join(work, fmt.Sprintf("fleet-par-%d.jsonl", round))
 		parStart := time.Now()
@@ -257,11 +257,17 @@ func fleetBench(rounds int) error {
 			return err
 		}
 		indeps = append(indeps, d)
+		f, err := systemctlFloor(hosts, names)
+		if err != nil {
+			return err
+		}
+		floors = append(floors, f)
 	}
 	slices.SortFunc(pars, func(a, b parRound) int { return cmp.Compare(a.wall, b.wall) })
 	med := pars[len(pars)/2]
 	parWall, startup, restarts, parBusy := med.wall, med.startup, med.restarts, med.busy
 	indep := percentile(indeps, 50)
+	floor := percentile(floors, 50)
 	// The bound: the slowest host's first connection and lock (all hosts
 	// at once, as a run does) plus its instances' own
 	// pipelines one after the other (the sequential run measured them),
@@ -299,6 +305,9 @@ func fleetBench(rounds int) error {
 	row("  of which: after the run's end (unlock, close, exit)", parWall-startup-restarts)
 	row(fmt.Sprintf("%d single-host controllers at once, slowest (median of %d)", len(hosts), rounds), indep)
 	fmt.Printf("%-62s %10.3f\n", "--parallel 3 / independent controllers", float64(parWall)/float64(indep))
+	row(fmt.Sprintf("floor: one ssh + systemctl loop per host, all at once (median of %d)", rounds), floor)
+	fmt.Printf("%-62s %10.3f\n", "--parallel 3 / floor", float64(parWall)/float64(floor))
+	fmt.Printf("%-62s %10.3f\n", "floor / bound", float64(floor)/float64(bound))
 	row(fmt.Sprintf("machine CPU busy, --parallel 1 (all processes, %d cores)", runtime.NumCPU()), seqBusy)
 	row("machine CPU busy, --parallel 3", parBusy)
 
@@ -534,6 +543,37 @@ func independentRuns(m *systemdtest.Manager, rollout, plan, work string, round i
 			t0 := time.Now()
 			if err := cmd.Run(); err != nil {
 				errs[i] = fmt.Errorf("rollout --host %s: %w\n%s", h.Name, err, out.tail())
+			}
+			walls[i] = time.Since(t0)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return slices.Max(walls), nil
+}
+
+// systemctlFloor is the least this machine takes to restart every
+// host's units one after the other, all hosts at once, with nothing
+// checked: per host, one ssh session (a connection of its own) running
+// `systemctl --user restart` for each unit in turn. It returns the
+// slowest host's wall.
+func systemctlFloor(hosts []*fakehost.Host, names []string) (time.Duration, error) {
+	var line strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&line, "systemctl --user restart %s.service || exit 1\n", n)
+	}
+	walls := make([]time.Duration, len(hosts))
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			if out, err := h.Run(line.String()); err != nil {
+				errs[i] = fmt.Errorf("systemctl loop on %s: %w: %s", h.Name, err, out)
 			}
 			walls[i] = time.Since(t0)
 		}()

@@ -116,11 +116,17 @@ func (m LocalMachine) Unit(ctx context.Context, name string) (executor.UnitInfo,
 		}
 		return executor.UnitInfo{}, executor.ErrUnitsUnknown
 	}
-	// Only what UnitInfo holds: preflight reads every unit of the plan,
-	// one after the other, before the run starts.
-	st, err := statusOf(ctx, m.Systemd, name, FieldFragmentPath|FieldNeedDaemonReload)
+	// Only what UnitInfo holds: preflight reads every unit of the plan
+	// before the run starts, through a manager that answers one call at
+	// a time. The unit file's path is read only to name a changed file.
+	st, err := statusOf(ctx, m.Systemd, name, FieldNeedDaemonReload)
 	if err != nil {
 		return executor.UnitInfo{}, err
+	}
+	if st.NeedDaemonReload {
+		if full, err := statusOf(ctx, m.Systemd, name, FieldFragmentPath|FieldNeedDaemonReload); err == nil {
+			st = full
+		}
 	}
 	return executor.UnitInfo{LoadState: st.LoadState, FragmentPath: st.FragmentPath, NeedDaemonReload: st.NeedDaemonReload}, nil
 }
