@@ -493,25 +493,8 @@ func machineBusy() time.Duration {
 // procCPU is each live process's CPU time, by pid and name.
 func procCPU() map[string]time.Duration {
 	out := map[string]time.Duration{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if i < 0 || j < 0 {
-			continue
-		}
-		f := strings.Fields(s[j+2:])
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		out[fmt.Sprintf("%d %s", pid, s[i+1:j])] = time.Duration(u+st) * 10 * time.Millisecond
+	for _, p := range processes() {
+		out[fmt.Sprintf("%d %s", p.pid, p.comm)] = p.cpu
 	}
 	return out
 }

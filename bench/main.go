@@ -650,24 +650,9 @@ func (e *env) systemdCPU() time.Duration {
 
 // childNamed finds the child of pid whose command is name, or 0.
 func childNamed(pid int, name string) int {
-	entries, _ := os.ReadDir("/proc")
-	for _, de := range entries {
-		child, err := strconv.Atoi(de.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile("/proc/" + de.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(raw)
-		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || end < open {
-			continue
-		}
-		f := strings.Fields(s[end+1:])
-		if s[open+1:end] == name && len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			return child
+	for _, p := range processes() {
+		if p.comm == name && p.ppid == pid {
+			return p.pid
 		}
 	}
 	return 0
@@ -678,18 +663,55 @@ func cpuTime(pid int) time.Duration {
 	if pid == 0 {
 		return 0
 	}
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	p, ok := readProc(strconv.Itoa(pid))
+	if !ok {
 		return 0
+	}
+	return p.cpu
+}
+
+// proc is what the benchmark reads of a process in /proc/PID/stat.
+type proc struct {
+	pid, ppid int
+	comm      string
+	cpu       time.Duration // user + system
+}
+
+// processes lists the live processes.
+func processes() []proc {
+	var out []proc
+	entries, _ := os.ReadDir("/proc")
+	for _, de := range entries {
+		if p, ok := readProc(de.Name()); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// readProc reads /proc/PID/stat; false for what is not a live process.
+func readProc(pid string) (proc, bool) {
+	n, err := strconv.Atoi(pid)
+	if err != nil {
+		return proc{}, false
+	}
+	raw, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return proc{}, false
 	}
 	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return proc{}, false
 	}
+	f := strings.Fields(s[end+1:])
+	if len(f) < 13 {
+		return proc{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ = 100
+	return proc{pid: n, ppid: ppid, comm: s[open+1 : end], cpu: time.Duration(utime+stime) * 10 * time.Millisecond}, true // USER_HZ = 100
 }
 
 type syncBuffer struct {
