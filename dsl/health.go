@@ -96,13 +96,22 @@ func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext, svc *Service) (*H
 		*keep = attr.Expr
 		return withSampleInstance(ctx, svc)
 	}
+	// A value that depends on which host it is for (a port looked up by
+	// host.name) cannot be computed for the placeholder host: its errors
+	// there are dropped, and the planner reports those of each real host.
+	sampleOnly := func(attr *hcl.Attribute, more hcl.Diagnostics) hcl.Diagnostics {
+		if more.HasErrors() && refersToHost(attr.Expr) {
+			return nil
+		}
+		return more
+	}
 	if attr, ok := content.Attributes["url"]; ok {
 		if s, ok, more := attrString(attr, hostCtx(attr, &h.URLExpr)); ok {
 			h.URL = s
 			diags = append(diags, more...)
 			diags = append(diags, validateHealthURL(s, attr)...)
 		} else {
-			diags = append(diags, more...)
+			diags = append(diags, sampleOnly(attr, more)...)
 		}
 	}
 	if attr, ok := content.Attributes["expect_status"]; ok {
@@ -116,12 +125,12 @@ func decodeHealthBlock(block *hcl.Block, ctx *hcl.EvalContext, svc *Service) (*H
 			diags = append(diags, more...)
 			diags = append(diags, validateTCPAddress(s, attr)...)
 		} else {
-			diags = append(diags, more...)
+			diags = append(diags, sampleOnly(attr, more)...)
 		}
 	}
 	if attr, ok := content.Attributes["command"]; ok {
 		cmd, ok, more := attrStringList(attr, hostCtx(attr, &h.CommandExpr))
-		diags = append(diags, more...)
+		diags = append(diags, sampleOnly(attr, more)...)
 		if ok && (len(cmd) == 0 || cmd[0] == "") {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,

@@ -472,7 +472,7 @@ func (c *compiler) compileService(index int, host *dsl.Host, inst dsl.Instance) 
 		if !keep || (c.opts.Run.Force && st.Check) {
 			continue
 		}
-		if host != nil && st.NotOnHosts != "" {
+		if host != nil && st.NotOnHosts != "" && (st.OnHosts == nil || !st.OnHosts(args)) {
 			// Reported once per service and step: the detail names no host.
 			c.add(&hcl.Diagnostic{
 				Severity: hcl.DiagError,

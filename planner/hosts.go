@@ -3,6 +3,7 @@ package planner
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -151,9 +152,19 @@ func (c *compiler) instanceHealth(out *Health, svc *dsl.Service, host *dsl.Host,
 		return
 	}
 	ctx := c.instanceContext(svc, host, inst)
+	// An error here is one host's: say which (the check at decode time
+	// used a placeholder host).
+	add := func(diags hcl.Diagnostics) {
+		for _, d := range diags {
+			if host != nil && d.Severity == hcl.DiagError {
+				d.Detail = strings.TrimSpace(d.Detail + fmt.Sprintf(" (With host.* of host %q.)", host.Name))
+			}
+			c.add(d)
+		}
+	}
 	str := func(expr hcl.Expression) (string, bool) {
 		v, diags := expr.Value(ctx)
-		c.add(diags...)
+		add(diags)
 		if diags.HasErrors() {
 			return "", false
 		}
@@ -176,7 +187,7 @@ func (c *compiler) instanceHealth(out *Health, svc *dsl.Service, host *dsl.Host,
 	}
 	if h.CommandExpr != nil {
 		v, diags := h.CommandExpr.Value(ctx)
-		c.add(diags...)
+		add(diags)
 		if !diags.HasErrors() {
 			v, _ = v.UnmarkDeep()
 			if lv, err := convert.Convert(v, cty.List(cty.String)); err == nil && !lv.IsNull() && lv.IsWhollyKnown() {

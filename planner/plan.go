@@ -59,6 +59,11 @@ type StepType struct {
 	// on only); the planner refuses it in a service that has hosts rather
 	// than let it act on the wrong machine.
 	NotOnHosts string
+	// OnHosts, when set, says whether a step with these arguments acts
+	// on an instance on a host all the same, whatever NotOnHosts says:
+	// HAProxy's runtime API at a TCP address is reached from the
+	// controller, as an http health check is.
+	OnHosts func(args map[string]cty.Value) bool
 	// Detail, when set, says in a few lines what a step of a strategy
 	// does with these arguments (the colors of a blue-green step, its
 	// switch), for plan show.

@@ -31,7 +31,8 @@ func haproxyDrainStepType() planner.StepType {
 		Validate:   validateAll(validateHAProxy, validateDurations("timeout")),
 		Estimate:   timeoutEstimate(defaultHAProxyTimeout),
 		Traffic:    haproxyTraffic(true),
-		NotOnHosts: notOnHostsLB,
+		NotOnHosts: notOnHostsHAProxy,
+		OnHosts:    haproxyOnHosts,
 	}
 }
 

@@ -21,7 +21,8 @@ func haproxyReadyStepType() planner.StepType {
 		Validate:   validateAll(validateHAProxy, validateDurations("timeout")),
 		Estimate:   timeoutEstimate(defaultHAProxyTimeout),
 		Traffic:    haproxyTraffic(false),
-		NotOnHosts: notOnHostsLB,
+		NotOnHosts: notOnHostsHAProxy,
+		OnHosts:    haproxyOnHosts,
 	}
 }
 

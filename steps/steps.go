@@ -69,7 +69,22 @@ func Types() map[string]planner.StepType {
 // notOnHostsLB is why the load balancer steps refuse instances on hosts:
 // their socket or configuration path is read on the machine rollout runs
 // on, and a template naming each instance's server does not exist yet.
-const notOnHostsLB = "its load balancer's socket or configuration is a path on the machine rollout runs on, and the plan cannot yet name each instance's server"
+const notOnHostsLB = "its load balancer's socket or configuration is a path on the machine rollout runs on"
+
+// notOnHostsHAProxy says why an HAProxy step with a unix socket does not
+// run on hosts, and what does.
+const notOnHostsHAProxy = "its admin socket is a path on the machine rollout runs on. Give HAProxy's runtime API as a TCP address instead (HAProxy: `stats socket ipv4@10.0.0.5:9999 level admin`; the step: `socket = \"10.0.0.5:9999\"`), which rollout reaches from the controller as it does an http health check, and name each instance's server with host.name (`server = \"api_${host.name}\"`)"
+
+// haproxyOnHosts: HAProxy's runtime API at a TCP address is reached from
+// the controller wherever the instance runs; a unix socket path is not.
+func haproxyOnHosts(args map[string]cty.Value) bool {
+	s, ok := knownString(args, "socket")
+	if !ok {
+		return false
+	}
+	network, _, err := haproxyNetwork(s)
+	return err == nil && network == "tcp"
+}
 
 // noSystemd are the step types that build without a systemd backend.
 var noSystemd = map[string]bool{
@@ -142,7 +157,8 @@ func (b *builder) build(svc *planner.Service, step *planner.Step) (executor.Step
 	if err != nil {
 		return nil, err
 	}
-	if why := Types()[step.Type].NotOnHosts; b.host.Name() != "" && why != "" {
+	if st := Types()[step.Type]; b.host.Name() != "" && st.NotOnHosts != "" && (st.OnHosts == nil || !st.OnHosts(step.Args)) {
+		why := st.NotOnHosts
 		// The planner refuses these (StepType.NotOnHosts); this guards a
 		// plan built without the check, which would act on the wrong machine.
 		return nil, fmt.Errorf("step %q (%s) of %q does not run on host %s: %s", step.Name, step.Type, svc.Name, b.host.Name(), why)
