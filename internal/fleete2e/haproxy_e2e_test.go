@@ -37,7 +37,7 @@ func TestHAProxyInFrontOfHostsE2E(t *testing.T) {
 		f.hosts = append(f.hosts, h)
 		// The hosts share this machine's network: each instance gets a
 		// port of its own.
-		port := freeTCPPort(t)
+		port := systemdtest.FreePort(t)
 		ports[name] = port
 		servers = append(servers, proxytest.Backend{Name: "api_" + name, Port: port})
 		// An API that opens its port at once and answers only once warm
@@ -50,7 +50,7 @@ func TestHAProxyInFrontOfHostsE2E(t *testing.T) {
 			shellQuote(unit)))
 		waitHTTP(t, port)
 	}
-	admin, front := freeTCPPort(t), freeTCPPort(t)
+	admin, front := systemdtest.FreePort(t), systemdtest.FreePort(t)
 	cfg := filepath.Join(f.dir, "haproxy.cfg")
 	writeFile(t, cfg, proxytest.HAProxyConfig(proxytest.HAProxyOptions{
 		Port: front, Socket: fmt.Sprintf("ipv4@127.0.0.1:%d", admin), Backend: "api", Servers: servers, CheckURL: "/health",
@@ -104,7 +104,8 @@ service "api" {
 		before[h.Name] = id(h)
 	}
 
-	load, err := loadgen.Start(loadgen.Options{URL: fmt.Sprintf("http://127.0.0.1:%d/health", front), Workers: 4, MaxDuration: 2 * time.Minute})
+	load, err := loadgen.Start(loadgen.Options{URL: fmt.Sprintf("http://127.0.0.1:%d/health", front), Workers: 4, Pause: 5 * time.Millisecond,
+		KeepAlive: true, MaxDuration: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,15 +151,6 @@ service "api" {
 	}
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 

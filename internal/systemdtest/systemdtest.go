@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -343,15 +344,25 @@ func HTTPServiceUnit(name, bin string, port int, dir string, opts UnitOptions) s
 	return b.String()
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// for a service that a test starts later. It is drawn at random below the
+// kernel's ephemeral range (32768 and up), not from it: the tests'
+// thousands of outgoing connections (health probes, load, ssh) take their
+// source ports there, and one that took the port between this call and
+// the service's start would make the service fail to listen.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port between 20000 and 32000")
+	return 0
 }
 
 // ManagerPID is the manager's process id (0 for a manager we did not start).
