@@ -151,7 +151,6 @@ service "api" {
 	}
 }
 
-
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // waitUp waits until HAProxy answers 200 through its frontend (its
