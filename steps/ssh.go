@@ -549,6 +549,9 @@ func (x *SSH) dialForwarded(ctx context.Context) (*dbus.Conn, error) {
 		return nil, errNoForward
 	}
 	if x.forward == "" {
+		// Beside the control socket, in the set's own directory (0700,
+		// os.MkdirTemp): whoever can connect to the local end talks to
+		// the host's bus as the ssh user, so nobody else may.
 		local := x.control + ".bus"
 		os.Remove(local)
 		args := append(x.baseArgs(), "-O", "forward", "-L", local+":"+remote, "--", x.host.Address)
