@@ -151,12 +151,14 @@ type Options struct {
 	Force       bool
 	RunID       string // generated when ""
 	// LockPath is the single-run lock for the manager this run talks to;
-	// "" runs without a lock and without a journal (tests). A held lock
+	// "" runs without it (a plan on hosts only, or tests). A held lock
 	// fails Run at once with an error naming the holder (pid, run id,
 	// plan, start time).
 	LockPath string
 	// JournalDir is where the run's crash journal goes (default
-	// JournalDir(LockPath)); see StatePaths.
+	// JournalDir(LockPath); none when both are ""); see StatePaths. A run
+	// refuses to start while a dead run's journal is there; it locks its
+	// own, so a live run's journal is never taken for a dead one's.
 	JournalDir string
 	// LockHosts, when set, takes the run's locks on the hosts it touches,
 	// after the local lock; an error (another run holds a host) fails Run

@@ -156,7 +156,13 @@ func UnfinishedRuns(dirs ...string) ([]*Journal, error) {
 			if e.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, journalExt) || strings.HasSuffix(name, legacyJournalExt)) {
 				continue
 			}
-			j, err := ReadJournal(filepath.Join(dir, name))
+			path := filepath.Join(dir, name)
+			if journalLive(path) {
+				// A run in progress that does not hold the controller's
+				// lock (a plan on hosts only): not unfinished.
+				continue
+			}
+			j, err := ReadJournal(path)
 			if err != nil {
 				return nil, err
 			}
@@ -279,12 +285,22 @@ func newJournalWriter(dir string, plan *planner.Plan, opts Options) (*journalWri
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("run journal: %w", err)
 	}
+	// The journal is written under a hidden name, locked, and only then
+	// given its name: a run that does not hold the controller's lock (a
+	// plan on hosts only) must never see another live run's journal
+	// unlocked and take it for a dead one.
 	path := filepath.Join(dir, opts.RunID+journalExt)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o640)
+	tmp := filepath.Join(dir, "."+opts.RunID+journalExt+".new")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("run journal: %w", err)
 	}
-	w := &journalWriter{f: f, path: path}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("run journal: lock %s: %w", tmp, err)
+	}
+	w := &journalWriter{f: f, path: tmp}
 	head := &Journal{
 		RunID:       opts.RunID,
 		PID:         os.Getpid(),
@@ -298,13 +314,35 @@ func newJournalWriter(dir string, plan *planner.Plan, opts Options) (*journalWri
 	}
 	if err := w.append(journalLine{Run: head}, true); err != nil {
 		f.Close()
-		os.Remove(path)
+		os.Remove(tmp)
 		return nil, err
 	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("run journal: %w", err)
+	}
+	w.path = path
 	// The file's name must be durable too, or a crash could leave the
 	// records of a file that no directory names.
 	syncDir(dir)
 	return w, nil
+}
+
+// journalLive says whether the run that writes the journal at path is
+// alive: a run holds a lock on its journal for as long as it runs (and
+// recover on the journal it recovers); the kernel drops it when the
+// process dies, however it dies.
+func journalLive(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	return false
 }
 
 // openJournalWriter reopens a dead run's journal so that recovery records
@@ -314,6 +352,13 @@ func openJournalWriter(path string) (*journalWriter, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
 		return nil, fmt.Errorf("run journal: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("run journal %s: its run is still alive (it holds the journal's lock): it is not recovered", path)
+		}
+		return nil, fmt.Errorf("run journal: lock %s: %w", path, err)
 	}
 	if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
 		last := make([]byte, 1)
@@ -378,8 +423,11 @@ func (w *journalWriter) remove() error {
 	if w == nil {
 		return nil
 	}
+	// Removed before it is closed (which drops its lock): no other run
+	// sees it unlocked, as a dead run's.
+	err := os.Remove(w.path)
 	w.f.Close()
-	if err := os.Remove(w.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("run journal: %w", err)
 	}
 	syncDir(filepath.Dir(w.path))

@@ -50,12 +50,21 @@ func TestJournalFollowsTheRun(t *testing.T) {
 	rec := &recorder{}
 	var seen []string
 	snapshot := func(context.Context, *Env) (Undo, error) {
-		runs, err := UnfinishedRuns(dir)
-		if err != nil || len(runs) != 1 {
-			t.Errorf("journals during the run: %d, %v", len(runs), err)
+		// The live run's journal is not an unfinished run's (it is
+		// locked): read the file itself.
+		if runs, err := UnfinishedRuns(dir); err != nil || len(runs) != 0 {
+			t.Errorf("unfinished runs during the run: %d, %v; want none (the run is alive)", len(runs), err)
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*"+journalExt))
+		if len(files) != 1 {
+			t.Errorf("journals during the run: %q", files)
 			return nil, nil
 		}
-		j := runs[0]
+		j, err := ReadJournal(files[0])
+		if err != nil {
+			t.Error(err)
+			return nil, nil
+		}
 		if j.RunID != "test-run" || j.PID != os.Getpid() || j.PlanFile != "/plans/p.hcl" {
 			t.Errorf("journal: %+v", j)
 		}
@@ -391,4 +400,36 @@ func TestRunRemovesTheJournalOfARunThatStartedNothing(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("journals left after a failed preflight: %q", left)
 	}
+}
+
+// TestLiveJournalIsNotUnfinished: a run holds a lock on its journal for
+// as long as it lives. Its journal is not an unfinished run's (another
+// run goes on, recover leaves it alone); once the process is gone (the
+// lock with it) it is.
+func TestLiveJournalIsNotUnfinished(t *testing.T) {
+	dir := t.TempDir()
+	plan := makePlan(specs("a")...)
+	w, err := newJournalWriter(dir, plan, Options{RunID: "live-run", Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runs, err := UnfinishedRuns(dir); err != nil || len(runs) != 0 {
+		t.Errorf("a live run's journal is unfinished: %d, %v", len(runs), err)
+	}
+	if _, err := openJournalWriter(w.path); err == nil || !strings.Contains(err.Error(), "still alive") {
+		t.Errorf("recover opened a live run's journal: %v", err)
+	}
+	if hidden, _ := filepath.Glob(filepath.Join(dir, ".*")); len(hidden) != 0 {
+		t.Errorf("the journal's hidden name is left: %q", hidden)
+	}
+	w.close() // as the process's death would
+	runs, err := UnfinishedRuns(dir)
+	if err != nil || len(runs) != 1 || runs[0].RunID != "live-run" {
+		t.Fatalf("a dead run's journal: %v, %v", runs, err)
+	}
+	rw, err := openJournalWriter(w.path)
+	if err != nil {
+		t.Fatalf("recover cannot open a dead run's journal: %v", err)
+	}
+	rw.close()
 }

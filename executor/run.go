@@ -53,21 +53,28 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	if journals == "" && opts.LockPath != "" {
 		journals = JournalDir(opts.LockPath)
 	}
+	// The controller's lock guards its manager. A plan whose services all
+	// run on hosts takes none (LockPath ""): the hosts' locks guard them,
+	// and two such runs from one controller on different hosts both go.
+	var lock *Lock
+	holder := lockHolder(plan, opts)
+	holder.Journals = journals
+	dirs := []string{journals}
 	if opts.LockPath != "" {
-		holder := lockHolder(plan, opts)
-		holder.Journals = journals
-		lock, err := AcquireLock(opts.LockPath, holder)
-		if err != nil {
+		var err error
+		if lock, err = AcquireLock(opts.LockPath, holder); err != nil {
 			return Result{}, err
 		}
 		defer lock.Release()
 		phase.Mark("controller locked")
-		// A journal left by a run that died means services may be half
-		// restarted: nothing new starts until `rollout recover` ran.
-		dirs := []string{journals}
 		if lock.Previous != nil {
 			dirs = append(dirs, lock.Previous.Journals)
 		}
+	}
+	if journals != "" {
+		// A journal left by a run that died means services may be half
+		// restarted: nothing new starts until `rollout recover` ran. A
+		// live run's journal (locked by it) is not one.
 		unfinished, err := UnfinishedRuns(dirs...)
 		if err != nil {
 			return Result{}, err
@@ -75,20 +82,22 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		unfinished = dropUnstarted(unfinished, opts.Warn)
 		phase.Mark("journals scanned")
 		if len(unfinished) > 0 {
-			// The lock file names the dead run's journal again, for the
-			// recover that comes next.
-			holder.Journals = filepath.Dir(unfinished[0].Path)
-			_ = lock.setHolder(holder)
+			if lock != nil {
+				// The lock file names the dead run's journal again, for
+				// the recover that comes next.
+				holder.Journals = filepath.Dir(unfinished[0].Path)
+				_ = lock.setHolder(holder)
+			}
 			return Result{}, &UnfinishedRunError{Journal: unfinished[0], UserManager: opts.UserManager}
 		}
-		if opts.LockHosts != nil {
-			release, err := opts.LockHosts(ctx, lockHolder(plan, opts))
-			if err != nil {
-				return Result{}, err
-			}
-			defer release()
-			phase.Mark("hosts locked")
+	}
+	if opts.LockHosts != nil {
+		release, err := opts.LockHosts(ctx, lockHolder(plan, opts))
+		if err != nil {
+			return Result{}, err
 		}
+		defer release()
+		phase.Mark("hosts locked")
 	}
 	// The journal is created while preflight reads: its fsyncs (tens of
 	// milliseconds on a busy disk) and preflight's reads of every unit
@@ -99,7 +108,7 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		jrDone chan struct{}
 		jrErr  error
 	)
-	if opts.LockPath != "" {
+	if journals != "" {
 		jrDone = make(chan struct{})
 		go func() {
 			defer close(jrDone)

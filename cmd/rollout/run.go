@@ -191,6 +191,14 @@ func executePlan(opts *RunOptions, plan *planner.Plan) error {
 	} else {
 		journals = executor.JournalDir(lockPath)
 	}
+	if !hasLocal(plan) {
+		// Every service runs on hosts, each locked while the run holds
+		// it: the controller's manager is not touched, so its lock is
+		// not taken, and two runs from one controller (two CI jobs on one
+		// runner) may restart different hosts at once. The journal stays
+		// beside the lock, where recover looks.
+		lockPath = ""
+	}
 
 	abort := make(chan struct{})
 	stopSignals := watchSignals(opts, cancel, abort)

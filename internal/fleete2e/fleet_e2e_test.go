@@ -484,6 +484,59 @@ func TestFleetE2E(t *testing.T) {
 		}
 	})
 
+	t.Run("two runs from one controller on different hosts both go", func(t *testing.T) {
+		// The same controller (one state directory, one lock path): a
+		// plan on hosts only takes the hosts' locks, not the
+		// controller's, so a second run on other hosts is not refused,
+		// and neither run takes the other's live journal for a dead one.
+		slow := strings.Replace(readFile(t, plan), `  step "health_check" "verify" {}`, `  step "exec" "slow" {
+    command = ["sh", "-c", "touch /srv/slow-started; sleep 4; rm -f /srv/slow-started"]
+  }
+  step "health_check" "verify" {}`, 1)
+		slowPlan := filepath.Join(f.dir, "slow-shared.hcl")
+		writeFile(t, slowPlan, slow)
+		start := len(f.readEvents())
+		a := f.controller("ctl-shared", "run", slowPlan, "--user", "--events", f.events, "--no-tty", "--service", "db")
+		var aOut bytes.Buffer
+		a.Stdout, a.Stderr = &aOut, &aOut
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if o, _ := f.host("app1").Run("test -e /srv/slow-started && echo yes"); strings.TrimSpace(o) == "yes" {
+				break
+			}
+			if time.Now().After(deadline) {
+				a.Process.Kill()
+				t.Fatalf("the first run never reached its slow step:\n%s", aOut.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b := f.result(f.controller("ctl-shared", "run", plan, "--user", "--events", f.events, "--no-tty", "--service", "web"))
+		if b.Code != 0 {
+			a.Process.Kill()
+			t.Fatalf("second run from the same controller, other hosts: exit %d\n%s", b.Code, b.Stderr)
+		}
+		if err := a.Wait(); err != nil {
+			t.Fatalf("first run: %v\n%s", err, aOut.String())
+		}
+		// They overlapped: the second started and ended inside the first.
+		var order []string
+		for _, e := range f.readEvents()[start:] {
+			if e.Event == executor.RunStart || e.Event == executor.RunSuccess {
+				order = append(order, e.Event+":"+e.RunID)
+			}
+		}
+		if len(order) != 4 || strings.Split(order[0], ":")[1] != strings.Split(order[3], ":")[1] {
+			t.Fatalf("the runs did not overlap: %v", order)
+		}
+		left, _ := filepath.Glob(filepath.Join(f.dir, "ctl-shared", "state", "rollout", "runs", "*", "*.journal"))
+		if len(left) != 0 {
+			t.Errorf("journals left behind: %q", left)
+		}
+	})
+
 	t.Run("a dead host fails its instances in bounded time, naming it", func(t *testing.T) {
 		f.host("app3").Stop()
 		start := len(f.readEvents())
