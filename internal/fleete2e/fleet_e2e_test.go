@@ -424,17 +424,7 @@ func TestFleetE2E(t *testing.T) {
 		slowPlan := filepath.Join(f.dir, "slow.hcl")
 		writeFile(t, slowPlan, slow)
 		waitSlow := func(h *fakehost.Host, a *exec.Cmd, out *bytes.Buffer) {
-			deadline := time.Now().Add(60 * time.Second)
-			for {
-				if o, _ := h.Run("test -e /srv/slow-started && echo yes"); strings.TrimSpace(o) == "yes" {
-					return
-				}
-				if time.Now().After(deadline) {
-					a.Process.Kill()
-					t.Fatalf("controller A never reached its slow step:\n%s", out.String())
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			waitForFile(t, h, "/srv/slow-started", a, out)
 		}
 		start := len(f.readEvents())
 		a := f.controller("ctl-a", "run", slowPlan, "--user", "--events", f.events, "--no-tty", "--service", "db")
@@ -502,17 +492,7 @@ func TestFleetE2E(t *testing.T) {
 		if err := a.Start(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			if o, _ := f.host("app1").Run("test -e /srv/slow-started && echo yes"); strings.TrimSpace(o) == "yes" {
-				break
-			}
-			if time.Now().After(deadline) {
-				a.Process.Kill()
-				t.Fatalf("the first run never reached its slow step:\n%s", aOut.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitForFile(t, f.host("app1"), "/srv/slow-started", a, &aOut)
 		b := f.result(f.controller("ctl-shared", "run", plan, "--user", "--events", f.events, "--no-tty", "--service", "web"))
 		if b.Code != 0 {
 			a.Process.Kill()

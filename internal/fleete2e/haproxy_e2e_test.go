@@ -96,9 +96,7 @@ service "api" {
 `, admin, ports["lb1"], ports["lb2"])
 	plan := filepath.Join(f.dir, "lb.hcl")
 	writeFile(t, plan, b.String())
-	id := func(h *fakehost.Host) string {
-		return lastLine(h.Stdout(t, "systemctl --user show -p InvocationID --value api.service"))
-	}
+	id := func(h *fakehost.Host) string { return invocationID(t, h, "api.service") }
 	before := map[string]string{}
 	for _, h := range f.hosts {
 		before[h.Name] = id(h)

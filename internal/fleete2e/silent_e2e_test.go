@@ -3,6 +3,7 @@ package fleete2e
 import (
 	"bytes"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,9 +60,7 @@ service "api" {
 `)
 	plan := filepath.Join(f.dir, "silent.hcl")
 	writeFile(t, plan, b.String())
-	id := func(h *fakehost.Host) string {
-		return lastLine(h.Stdout(t, "systemctl --user show -p InvocationID --value api.service"))
-	}
+	id := func(h *fakehost.Host) string { return invocationID(t, h, "api.service") }
 	before := map[string]string{}
 	for _, h := range f.hosts {
 		before[h.Name] = id(h)
@@ -78,16 +77,7 @@ service "api" {
 	go func() { done <- cmd.Wait() }()
 	// quiet2 goes silent while api@quiet1 runs its slow step, with the
 	// run's connections to quiet2 open.
-	for {
-		if o, _ := f.hosts[0].Run("test -e /srv/slow-started && echo yes"); strings.TrimSpace(o) == "yes" {
-			break
-		}
-		if time.Since(t0) > 60*time.Second {
-			cmd.Process.Kill()
-			t.Fatalf("the slow step never started on quiet1:\n%s%s", out.String(), errOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForFile(t, f.hosts[0], "/srv/slow-started", cmd, bufs{&out, &errOut})
 	silent.Freeze()
 	t.Cleanup(silent.Thaw) // before the host's Stop, which runs earlier-registered
 
@@ -130,4 +120,38 @@ func eventLines(evs []executor.Event) string {
 		fmt.Fprintf(&b, "  %s %s host=%q %s\n", e.Event, e.Service, e.Host, e.Error)
 	}
 	return b.String()
+}
+
+// invocationID is unit's InvocationID on h ("" when it has none).
+func invocationID(t *testing.T, h *fakehost.Host, unit string) string {
+	t.Helper()
+	return lastLine(h.Stdout(t, "systemctl --user show -p InvocationID --value "+unit))
+}
+
+// waitForFile waits until path exists on h (a step of a running command
+// cmd has started), killing cmd and failing t after a minute.
+func waitForFile(t *testing.T, h *fakehost.Host, path string, cmd *exec.Cmd, out fmt.Stringer) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if o, _ := h.Run("test -e " + path + " && echo yes"); strings.TrimSpace(o) == "yes" {
+			return
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("%s never appeared on %s:\n%s", path, h.Name, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// bufs shows several buffers as one, for a failure message.
+type bufs []*bytes.Buffer
+
+func (b bufs) String() string {
+	var s strings.Builder
+	for _, x := range b {
+		s.WriteString(x.String())
+	}
+	return s.String()
 }
