@@ -289,7 +289,9 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 	var runs []runFigures
 	contenders := []contender{
 		{"rollout run --parallel 0", func(round int) error {
-			events := filepath.Join(dir, fmt.Sprintf("events-p0-%d.jsonl", round))
+			// One events log for every round, as an operator's: each
+			// run learns from the ones before it (round 1 has no history).
+			events := filepath.Join(dir, "events-p0.jsonl")
 			wall, err := timed(func() error {
 				return e.runEnv(nil, e.rollout, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "0")
 			})
@@ -308,7 +310,7 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 	for _, b := range o.baselines {
 		name, bin, _ := strings.Cut(b, "=")
 		contenders = append(contenders, contender{name + " --parallel 0", func(round int) error {
-			events := filepath.Join(dir, fmt.Sprintf("events-%s-%d.jsonl", name, round))
+			events := filepath.Join(dir, fmt.Sprintf("events-%s.jsonl", name))
 			return e.runEnv(nil, bin, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "0")
 		}})
 	}
@@ -406,7 +408,7 @@ func (e *env) sequentialBench(o benchOptions, dir, planFile string, svcs []*benc
 				}
 				sh = append(sh, wall)
 			} else {
-				events := filepath.Join(dir, fmt.Sprintf("events-p1-%d.jsonl", r))
+				events := filepath.Join(dir, "events-p1.jsonl")
 				wall, err := timed(func() error {
 					return e.runEnv(nil, e.rollout, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "1")
 				})
@@ -626,6 +628,12 @@ func (e *env) runEnv(extra []string, name string, args ...string) error {
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
+	if f := os.Getenv("BENCH_OUTPUT"); f != "" {
+		if fh, ferr := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); ferr == nil {
+			out.mu.Lock(); fmt.Fprintf(fh, "== %s %s\n%s", name, strings.Join(args, " "), out.b); out.mu.Unlock()
+			fh.Close()
+		}
+	}
 	if cmd.ProcessState != nil {
 		e.lastCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
@@ -778,10 +786,16 @@ func breakdown(eventsPath string, svcs []*benchService, path []string, own map[s
 		return f, err
 	}
 	defer file.Close()
-	evs, _, err := executor.ReadEvents(bufio.NewReader(file))
+	all, _, err := executor.ReadEvents(bufio.NewReader(file))
 	if err != nil {
 		return f, err
 	}
+	// The log holds every round's run; the last is this one.
+	runs := executor.Summarize(all)
+	if len(runs) == 0 {
+		return f, fmt.Errorf("%s: no run", eventsPath)
+	}
+	evs := runs[len(runs)-1].Events
 	type times struct{ start, verified, done time.Time }
 	t := map[string]*times{}
 	var runStart, runEnd time.Time

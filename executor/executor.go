@@ -178,6 +178,8 @@ type Options struct {
 	Now func() time.Time
 	// PlanFile and EventsLog are written into the run journal, so that
 	// `rollout recover` can name the plan and append to the same log.
+	// The run also reads EventsLog's recent runs: how long each service
+	// took ranks services the plan alone cannot tell apart (newSchedule).
 	PlanFile  string
 	EventsLog string
 	// UserManager says the run talks to the user's systemd manager; the

@@ -2,8 +2,10 @@ package executor
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"time"
@@ -128,4 +130,77 @@ func (s *RunSummary) noteIrreversible(e Event) {
 		s.Irreversible = map[string][]string{}
 	}
 	s.Irreversible[e.Service] = e.Irreversible
+}
+
+// What a run learns from the runs before it: how long each service took
+// to restart, to rank services whose place in the plan is the same (as
+// ninja ranks a build's edges by its log of earlier builds). Only the
+// log's last historyTail bytes are read, and only the durations of the
+// last historyRuns successful restarts of each service count, so that a platform that changed is learned again within a
+// few runs and a years-long log costs what a short one does.
+const (
+	historyTail = 2 << 20
+	historyRuns = 5
+)
+
+// restartDurations reads the events log at path and returns each
+// service's shortest restart over its last historyRuns
+// SERVICE_RESTART_SUCCESS events: waiting behind other services' restarts
+// (systemd runs a burst of jobs one after another) only adds to a
+// duration, so the shortest is the closest to what the service itself
+// needs, and a service that queued last in one run is not ranked first in
+// the next for that alone. A missing or unreadable log is no history: an
+// empty map.
+func restartDurations(path string) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	if path == "" {
+		return out
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return out
+	}
+	skipFirst := false
+	if off := st.Size() - historyTail; off > 0 {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			return out
+		}
+		skipFirst = true // it starts mid-line
+	}
+	last := map[string][]time.Duration{}
+	marker := []byte(`"` + ServiceRestartSuccess + `"`)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for sc.Scan() {
+		if skipFirst {
+			skipFirst = false
+			continue
+		}
+		line := sc.Bytes()
+		if !bytes.Contains(line, marker) {
+			continue // most lines: no JSON decoding
+		}
+		var e struct {
+			Event      string `json:"event"`
+			Service    string `json:"service"`
+			DurationMS int64  `json:"duration_ms"`
+		}
+		if json.Unmarshal(line, &e) != nil || e.Event != ServiceRestartSuccess || e.Service == "" {
+			continue
+		}
+		ds := append(last[e.Service], time.Duration(e.DurationMS)*time.Millisecond)
+		if len(ds) > historyRuns {
+			ds = ds[1:]
+		}
+		last[e.Service] = ds
+	}
+	for name, ds := range last {
+		out[name] = slices.Min(ds)
+	}
+	return out
 }

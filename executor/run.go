@@ -116,6 +116,14 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 			phase.Mark("journal created")
 		}()
 	}
+	// How long each service took in earlier runs ranks the services the
+	// plan alone cannot tell apart; the log is read while preflight reads.
+	var took map[string]time.Duration
+	tookDone := make(chan struct{})
+	go func() {
+		defer close(tookDone)
+		took = restartDurations(opts.EventsLog)
+	}()
 	// Under the lock, so that what it sees is not another run's work in
 	// progress (a unit file that run is installing).
 	if opts.Preflight != nil {
@@ -138,6 +146,7 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		opts.PromoteDir = PromoteDir(journals)
 	}
 
+	<-tookDone
 	r := &runner{
 		plan: plan,
 		opts: opts,
@@ -145,10 +154,11 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		em: &emitter{sink: opts.Events, observe: opts.Observe, runID: opts.RunID, now: opts.Now,
 			hosts: instanceHosts(plan), instances: templateInstances(plan)},
 		jr:         jr,
-		sched:      newSchedule(plan, opts.Parallel),
+		sched:      newSchedule(plan, opts.Parallel, took),
 		done:       make(chan serviceDone, len(plan.Services)),
 		canaryDone: make(chan canaryDone, len(plan.Canaries)),
 		runCtx:     ctx,
+		turns:      newTurns(),
 		// Rollbacks and commits keep ctx's values but not its cancellation.
 		base: context.WithoutCancel(ctx),
 	}
@@ -258,6 +268,7 @@ type runner struct {
 	em      *emitter
 	jr      *journalWriter // nil without a lock path
 	sched   *schedule
+	turns   *turns
 	done    chan serviceDone
 	base    context.Context // the run's values without its cancellation
 	stepCtx context.Context // cancelled by Abort
@@ -320,7 +331,7 @@ func (r *runner) walk(ctx context.Context, cancelSteps context.CancelFunc) {
 				// never appears to start after the failure.
 				svc := r.plan.Services[i]
 				r.em.emit(Event{Event: ServiceRestartStart, Service: svc.Name, Unit: svc.Unit, Message: plural(len(svc.Steps), "step")})
-				go r.runService(i)
+				go r.runService(i, r.turns.take(r.sched.hostOf[i]))
 			}
 		}
 		if r.sched.inFlight == 0 && r.canariesActive == 0 {
@@ -350,8 +361,8 @@ func (r *runner) walk(ctx context.Context, cancelSteps context.CancelFunc) {
 	}
 }
 
-func (r *runner) runService(i int) {
-	o, held := r.restart(r.plan.Services[i], r.isCanary(i))
+func (r *runner) runService(i int, t *turn) {
+	o, held := r.restart(r.plan.Services[i], r.isCanary(i), t)
 	r.done <- serviceDone{index: i, outcome: o, held: held}
 }
 

@@ -69,7 +69,9 @@ type schedule struct {
 	blocked  []int
 }
 
-func newSchedule(plan *planner.Plan, parallel int) *schedule {
+// newSchedule orders plan's services; took is how long each took to
+// restart in earlier runs (restartDurations), nil for none.
+func newSchedule(plan *planner.Plan, parallel int, took map[string]time.Duration) *schedule {
 	n := len(plan.Services)
 	s := &schedule{
 		services:   plan.Services,
@@ -138,7 +140,7 @@ func newSchedule(plan *planner.Plan, parallel int) *schedule {
 		}
 	}
 	s.hostInFlight = make([]int, len(hostIndex))
-	s.rankByRemainingPath()
+	s.rankByRemainingPath(took)
 	for i := range n {
 		if s.waiting[i] == 0 {
 			s.ready.push(s.rank[i])
@@ -152,8 +154,12 @@ func newSchedule(plan *planner.Plan, parallel int) *schedule {
 // end of the plan, weighed first by the fixed waits its steps always
 // take (the Typical estimates, e.g. stabilization windows), then by its
 // number of services (every restart takes some time, unknown until it
-// runs); the heavier path starts first, plan order breaks ties.
-func (s *schedule) rankByRemainingPath() {
+// runs), then by how long its services took to restart in earlier runs
+// (took; a service never seen counts as the median of those seen); the
+// heavier path starts first, plan order breaks ties. The history only
+// orders services the plan alone cannot tell apart, so a class (equal
+// waits and count) stays what it was without history.
+func (s *schedule) rankByRemainingPath(took map[string]time.Duration) {
 	n := len(s.services)
 	// A topological order (Kahn), walked backwards so that every
 	// dependent is weighed before the services it needs. A service on a
@@ -175,21 +181,29 @@ func (s *schedule) rankByRemainingPath() {
 	}
 	waits := make([]time.Duration, n)
 	count := make([]int, n)
+	learned := make([]time.Duration, n)
+	unseen := medianTook(s.services, took)
 	for i, svc := range s.services {
 		for _, st := range svc.Steps {
 			waits[i] += st.Estimate.Typical
 		}
 		count[i] = 1
+		if d, ok := took[svc.Name]; ok {
+			learned[i] = d
+		} else {
+			learned[i] = unseen
+		}
 	}
 	for k := len(topo) - 1; k >= 0; k-- {
 		i := topo[k]
-		var w time.Duration
+		var w, l time.Duration
 		c := 0
 		for _, d := range s.dependents[i] {
-			w, c = max(w, waits[d]), max(c, count[d])
+			w, c, l = max(w, waits[d]), max(c, count[d]), max(l, learned[d])
 		}
 		waits[i] += w
 		count[i] += c
+		learned[i] += l
 	}
 	s.byRank = make([]int, n)
 	for i := range n {
@@ -199,7 +213,10 @@ func (s *schedule) rankByRemainingPath() {
 		if c := cmp.Compare(waits[b], waits[a]); c != 0 {
 			return c
 		}
-		return cmp.Compare(count[b], count[a])
+		if c := cmp.Compare(count[b], count[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(learned[b], learned[a])
 	})
 	s.rank = make([]int, n)
 	s.class = make([]int, n)
@@ -213,6 +230,22 @@ func (s *schedule) rankByRemainingPath() {
 			}
 		}
 	}
+}
+
+// medianTook is the median of the earlier durations of plan's services
+// that have one (0 when none has).
+func medianTook(services []*planner.Service, took map[string]time.Duration) time.Duration {
+	var ds []time.Duration
+	for _, svc := range services {
+		if d, ok := took[svc.Name]; ok {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 func batchMatches(b planner.Batch, svc *planner.Service) bool {

@@ -48,7 +48,7 @@ func TestScheduleBatchMaxUnavailable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			plan.Batches = tt.batches
-			s := newSchedule(plan, 0)
+			s := newSchedule(plan, 0, nil)
 			if got := startAll(s); !slices.Equal(got, tt.wantFirst) {
 				t.Errorf("first round started %v, want %v", got, tt.wantFirst)
 			}
@@ -74,7 +74,7 @@ func TestScheduleBatchMaxUnavailable(t *testing.T) {
 
 func TestScheduleParallelAndPlanOrder(t *testing.T) {
 	plan := makePlan(specs("a", "b", "c: a", "d", "e: c")...)
-	s := newSchedule(plan, 2)
+	s := newSchedule(plan, 2, nil)
 	if got := startAll(s); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("started %v, want [a b]", got)
 	}
@@ -133,7 +133,7 @@ func TestScheduleLongestRemainingPathFirst(t *testing.T) {
 			for name, d := range tt.waits {
 				withWait(plan, name, d)
 			}
-			s := newSchedule(plan, tt.parallel)
+			s := newSchedule(plan, tt.parallel, nil)
 			var got []string
 			var inFlight []int
 			for {
@@ -243,7 +243,7 @@ func TestScheduleSerialBatches(t *testing.T) {
 		{Name: "api@h4", Service: "api", After: []string{"api@h2"}},
 		{Name: "web@h1", Service: "web", Needs: []string{"api@h1", "api@h2", "api@h3", "api@h4"}},
 	}, Batches: []planner.Batch{{Services: []string{"api"}, MaxUnavailable: 1}}}
-	s := newSchedule(plan, 0)
+	s := newSchedule(plan, 0, nil)
 	if got := startAll(s); !slices.Equal(got, []string{"db@h1"}) {
 		t.Fatalf("first round %v", got)
 	}
@@ -293,7 +293,7 @@ func TestScheduleSpreadsOverHosts(t *testing.T) {
 			plan.Order = append(plan.Order, inst.Name)
 		}
 	}
-	s := newSchedule(plan, 3)
+	s := newSchedule(plan, 3, nil)
 	if got := startAll(s); !slices.Equal(got, []string{"s0@h1", "s0@h2", "s0@h3"}) {
 		t.Fatalf("first started %v, want one per host", got)
 	}
@@ -322,7 +322,7 @@ func TestScheduleSpreadsOverHosts(t *testing.T) {
 	// whatever its host's load: balance only breaks ties.
 	plan2 := makePlan(specs("a", "b", "c: a")...)
 	plan2.Services[0].Host, plan2.Services[1].Host = hosts[0], hosts[1]
-	s2 := newSchedule(plan2, 1)
+	s2 := newSchedule(plan2, 1, nil)
 	s2.hostInFlight[0] = 5 // h1 busy (as if with other work)
 	if i, _ := s2.next(); s2.services[i].Name != "a" {
 		t.Errorf("started %s first, want a (it heads the longer path)", s2.services[i].Name)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,7 +29,11 @@ type undoEntry struct {
 // hold keeps the undo stack of a service that restarted well (a canary):
 // it is returned, uncommitted and still in the journal, for the canary's
 // promotion or rollback.
-func (r *runner) restart(svc *planner.Service, hold bool) (outcome, *heldStack) {
+//
+// t is the service's turn (see WaitTurn): its first step takes it, and it
+// ends with that step at the latest.
+func (r *runner) restart(svc *planner.Service, hold bool, t *turn) (outcome, *heldStack) {
+	defer t.close()
 	start := r.now()
 	failed := func(err error, message string) {
 		r.em.emit(Event{
@@ -48,6 +53,9 @@ func (r *runner) restart(svc *planner.Service, hold bool) (outcome, *heldStack) 
 		failed(err, "nothing changed; no rollback needed")
 		return outcomeFailed, nil
 	}
+	if _, ok := steps[0].(Turned); len(steps) == 0 || !ok {
+		t.close()
+	}
 
 	sj := r.jr.service(svc)
 	var stack []undoEntry
@@ -63,8 +71,17 @@ func (r *runner) restart(svc *planner.Service, hold bool) (outcome, *heldStack) 
 			env.JournalFunc = func(rec UndoRecord) error { return sj.setInFlight(st.Name, rec) }
 			env.ProcessFunc = func(pid int) { sj.procStarted(st.Name, pid) }
 		}
+		tj := time.Now()
 		sj.stepStart(st, steps[k], env)
-		undo, err := r.doStep(svc, st, steps[k], env, &attempt)
+		if debugTurns && k == 0 {
+			fmt.Fprintf(os.Stderr, "TURNJ %s %v\n", svc.Name, time.Since(tj))
+		}
+		ctx := r.stepCtx
+		if k == 0 {
+			ctx = withTurn(ctx, t)
+		}
+		undo, err := r.doStep(ctx, svc, st, steps[k], env, &attempt)
+		t.close()
 		var pushed *undoEntry
 		if undo != nil {
 			stack = append(stack, undoEntry{undo: undo, step: st})
@@ -149,12 +166,12 @@ func (r *runner) build(svc *planner.Service) ([]Step, error) {
 }
 
 // doStep runs one step with its events.
-func (r *runner) doStep(svc *planner.Service, st *planner.Step, step Step, env *Env, attempt *atomic.Int64) (Undo, error) {
+func (r *runner) doStep(ctx context.Context, svc *planner.Service, st *planner.Step, step Step, env *Env, attempt *atomic.Int64) (Undo, error) {
 	r.em.emit(Event{Event: StepStart, Service: svc.Name, Unit: svc.Unit, Step: st.Name})
 	var reports []string
 	env.ReportFunc = func(msg string) { reports = append(reports, msg) }
 	t0 := r.now()
-	undo, err := callDo(r.stepCtx, step, env)
+	undo, err := callDo(ctx, step, env)
 	ev := Event{
 		Event:      StepSuccess,
 		Service:    svc.Name,

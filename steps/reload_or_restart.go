@@ -34,6 +34,9 @@ func (b *builder) buildReloadOrRestart(svc *planner.Service, step *planner.Step,
 	return &reloadOrRestartStep{unitJob: b.unitJob(svc, r)}, nil
 }
 
+// TakesTurn: the job is enqueued in the scheduler's order (executor.Turned).
+func (s *reloadOrRestartStep) TakesTurn() {}
+
 func (s *reloadOrRestartStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, error) {
 	before, err := s.prepare(ctx, env)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 
+	"github.com/rollout-sh/rollout/executor"
 	"github.com/rollout-sh/rollout/internal/busdial"
 	"github.com/rollout-sh/rollout/internal/systemdapi"
 )
@@ -447,9 +448,14 @@ func (d *DBus) do(ctx context.Context, op Op, unit string) error {
 	// its only dispatch goroutine, so an unread unbuffered channel would
 	// stall every later job (go-systemd#429).
 	ch := make(chan string, 1)
+	// The manager runs jobs in the order they arrive, and go-systemd
+	// sends one job request at a time: services started together send
+	// theirs in the scheduler's order (executor.WaitTurn).
+	turnDone := executor.WaitTurn(ctx)
 	cctx, cancel := context.WithTimeout(ctx, d.opts.CallTimeout)
 	_, err = method(conn.sd, cctx, unit, "replace", ch)
 	cancel()
+	turnDone()
 	if err != nil {
 		// No job was enqueued, so nothing will arrive on ch (runc#1772).
 		if lostConnection(conn, err) {

@@ -106,6 +106,9 @@ func (b *builder) buildUnitJob(svc *planner.Service, step *planner.Step, r *argR
 	return s, nil
 }
 
+// TakesTurn: the job is enqueued in the scheduler's order (executor.Turned).
+func (s *unitJobStep) TakesTurn() {}
+
 func (s *unitJobStep) Do(ctx context.Context, env *executor.Env) (executor.Undo, error) {
 	before, err := s.prepareFields(ctx, env, unitJobFields)
 	if err != nil {

@@ -1,0 +1,90 @@
+package executor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestScheduleBreaksTiesByHistory: services the plan cannot tell apart
+// (equal fixed waits, equal chain length) start longest-learned chain
+// first; what the plan does tell apart keeps its order whatever the
+// history says, and a service never seen counts as the median.
+func TestScheduleBreaksTiesByHistory(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	tests := []struct {
+		name  string
+		specs []string
+		took  map[string]time.Duration
+		want  []string // the first wave, in start order
+	}{
+		{"no history: plan order", []string{"a", "b: a", "c", "d: c"}, nil, []string{"a", "c"}},
+		{"the slower chain first", []string{"a", "b: a", "c", "d: c"},
+			map[string]time.Duration{"a": ms(300), "b": ms(300), "c": ms(300), "d": ms(400)}, []string{"c", "a"}},
+		{"a longer chain outranks a slower service", []string{"x", "a", "b: a"},
+			map[string]time.Duration{"x": 10 * time.Second, "a": ms(10), "b": ms(10)}, []string{"a", "x"}},
+		{"an unseen service counts as the median", []string{"a", "b: a", "c", "d: c", "e", "f: e"},
+			map[string]time.Duration{"a": ms(100), "b": ms(100), "c": ms(300), "d": ms(300), "e": ms(200)}, []string{"c", "e", "a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSchedule(makePlan(specs(tt.specs...)...), 0, tt.took)
+			if got := startAll(s); !slices.Equal(got, tt.want) {
+				t.Errorf("started %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRestartDurations: the shortest of each service's last historyRuns
+// successful restarts, from the log's tail; failures, torn lines and
+// other events do not count, and a missing log is no history.
+func TestRestartDurations(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	var b strings.Builder
+	line := func(event, svc string, ms int) {
+		fmt.Fprintf(&b, `{"time":"2026-12-01T10:00:00Z","run_id":"r","event":%q,"service":%q,"duration_ms":%d}`+"\n", event, svc, ms)
+	}
+	// api: 7 runs; only the last 5 (500, 300, 200, 400, 250) count.
+	for _, ms := range []int{90, 90, 500, 300, 200, 400, 250} {
+		line("STEP_SUCCESS", "api", 1)
+		line(ServiceRestartSuccess, "api", ms)
+	}
+	line(ServiceRestartFailed, "db", 50000)
+	line(ServiceRestartSuccess, "db", 80)
+	b.WriteString(`{"event":"SERVICE_RESTART_SUCCESS","service":"db","duration_` + "\n") // torn
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := restartDurations(path)
+	want := map[string]time.Duration{"api": 200 * time.Millisecond, "db": 80 * time.Millisecond}
+	if len(got) != len(want) || got["api"] != want["api"] || got["db"] != want["db"] {
+		t.Errorf("restartDurations = %v, want %v", got, want)
+	}
+	if got := restartDurations(filepath.Join(dir, "missing.jsonl")); len(got) != 0 {
+		t.Errorf("a missing log gave %v, want no history", got)
+	}
+
+	// Past historyTail bytes only the tail is read: an old run of a
+	// service no longer restarted is not seen, and the line the tail
+	// starts in the middle of is skipped, not misread.
+	var big strings.Builder
+	fmt.Fprintf(&big, `{"event":"SERVICE_RESTART_SUCCESS","service":"gone","duration_ms":1}`+"\n")
+	filler := `{"event":"STEP_LOG","service":"x","message":"` + strings.Repeat("y", 1000) + `"}` + "\n"
+	for big.Len() < historyTail+10*len(filler) {
+		big.WriteString(filler)
+	}
+	big.WriteString(b.String())
+	if err := os.WriteFile(path, []byte(big.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got = restartDurations(path)
+	if _, ok := got["gone"]; ok || got["api"] != want["api"] {
+		t.Errorf("from a long log: %v, want api 200ms and nothing of the head", got)
+	}
+}

@@ -1,0 +1,170 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// Services that start together enqueue their first job in a queue they
+// share: one systemd manager runs restarts one after another, in the
+// order their requests arrive (on the benchmark's 2-CPU machine a burst
+// of 30 restarts starts one process every ~10 ms, docs/performance.md).
+// The scheduler starts the heaviest remaining path first, but the
+// services' goroutines reach the manager in whatever order the Go
+// scheduler, the journal's fsyncs and the manager's replies let them: the
+// head of the longest chain could be restarted last of its wave.
+//
+// A turn restores the scheduler's order. The coordinator opens one per
+// service, in the order it starts them; a step that enqueues work in the
+// shared queue first waits for the turns opened before its own on the
+// same machine to close (WaitTurn), at most turnWait. A turn closes when
+// its service has enqueued its job, when its first step ends, or at once
+// when that step takes no turn (a drain, a command): a service never
+// holds the others back for longer than it takes to reach the queue.
+
+// Turned is an optional interface of a Step: the step enqueues a job in a
+// queue that services share (systemd's) early in its Do, and calls
+// WaitTurn just before it does. Only a service whose first step is
+// Turned keeps its turn open past the step's start.
+type Turned interface {
+	TakesTurn()
+}
+
+// turnWait bounds how long a service waits for the services started
+// before it to reach the queue: a daemon-reload, a slow fsync or an
+// unscheduled goroutine delays its own service, not the wave.
+var turnWait = 20 * time.Millisecond
+
+// turns are the open turns of a run, per machine (a host's index, -1 for
+// the local machine), in the order they were opened.
+type turns struct {
+	mu   sync.Mutex
+	open map[int][]*turn
+	n    int
+}
+
+type turn struct {
+	ts      *turns
+	machine int
+	done    chan struct{}
+	once    sync.Once
+	// sending is closed once the turn's service has waited its turn and
+	// sends its request.
+	sending     chan struct{}
+	sendingOnce sync.Once
+	seq         int
+	opened      time.Time
+}
+
+func newTurns() *turns { return &turns{open: map[int][]*turn{}} }
+
+// take opens the next turn on machine.
+func (ts *turns) take(machine int) *turn {
+	t := &turn{ts: ts, machine: machine, done: make(chan struct{}), sending: make(chan struct{}), opened: time.Now()}
+	ts.mu.Lock()
+	ts.n++
+	t.seq = ts.n
+	ts.open[machine] = append(ts.open[machine], t)
+	ts.mu.Unlock()
+	return t
+}
+
+// earlier is the turns still open on t's machine that were opened before
+// t; nil once t is closed.
+func (ts *turns) earlier(t *turn) []*turn {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	q := ts.open[t.machine]
+	for k, o := range q {
+		if o == t {
+			return append([]*turn(nil), q[:k]...)
+		}
+	}
+	return nil
+}
+
+// close ends t; it is safe to call more than once and on nil.
+func (t *turn) close() {
+	if t == nil {
+		return
+	}
+	t.once.Do(func() {
+		t.ts.mu.Lock()
+		q := t.ts.open[t.machine]
+		for k, o := range q {
+			if o == t {
+				t.ts.open[t.machine] = append(q[:k:k], q[k+1:]...)
+				break
+			}
+		}
+		t.ts.mu.Unlock()
+		close(t.done)
+	})
+}
+
+var debugTurns = os.Getenv("ROLLOUT_TURN_DEBUG") != ""
+var noTurns = os.Getenv("ROLLOUT_NO_TURNS") != ""
+
+type turnKey struct{}
+
+func withTurn(ctx context.Context, t *turn) context.Context {
+	if t == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, turnKey{}, t)
+}
+
+// WaitTurn waits until the services started before this one on the same
+// machine have enqueued their first job (or turnWait has passed, or ctx
+// is done), and returns the function that ends this service's turn: call
+// it once the job is enqueued. Outside a run's first step, or once the
+// turn has ended, it returns at once.
+func WaitTurn(ctx context.Context) (done func()) {
+	t, _ := ctx.Value(turnKey{}).(*turn)
+	if t == nil || noTurns {
+		return func() {}
+	}
+	if debugTurns {
+		fmt.Fprintf(os.Stderr, "TURNAT %d %v\n", t.seq, time.Since(t.opened))
+	}
+	if earlier := t.ts.earlier(t); len(earlier) > 0 {
+		if debugTurns {
+			t0 := time.Now()
+			defer func() { fmt.Fprintf(os.Stderr, "TURN waited %v for %d\n", time.Since(t0), len(earlier)) }()
+		}
+		// The earlier turns close one after another as the manager
+		// answers them. One that is sending is waited for however long
+		// the manager takes (the requests go one at a time anyway); the
+		// wait for one that has not reached its queue yet is bounded.
+		timer := time.NewTimer(turnWait)
+		defer timer.Stop()
+	wait:
+		for _, e := range earlier {
+			select {
+			case <-e.done:
+			case <-e.sending:
+				select {
+				case <-e.done:
+				case <-ctx.Done():
+					break wait
+				}
+			case <-timer.C:
+				if debugTurns {
+					fmt.Fprintf(os.Stderr, "TURNCAP %d gave up on %d at %v\n", t.seq, e.seq, time.Since(t.opened))
+				}
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
+			timer.Reset(turnWait) // no stale expiry since Go 1.23
+		}
+	}
+	t.sendingOnce.Do(func() { close(t.sending) })
+	if debugTurns {
+		return func() { fmt.Fprintf(os.Stderr, "TURNSENT %d %v\n", t.seq, time.Since(t.opened)); t.close() }
+	}
+	return t.close
+}
