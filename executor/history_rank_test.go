@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rollout-sh/rollout/planner"
 )
 
 // TestScheduleBreaksTiesByHistory: services the plan cannot tell apart
@@ -86,5 +89,44 @@ func TestRestartDurations(t *testing.T) {
 	got = restartDurations(path)
 	if _, ok := got["gone"]; ok || got["api"] != want["api"] {
 		t.Errorf("from a long log: %v, want api 200ms and nothing of the head", got)
+	}
+}
+
+// TestRunRanksByItsEventsLog: a run learns from the runs in its events
+// log. Two chains the plan cannot tell apart start in plan order the
+// first time; once the log says the second chain is the slower, it
+// starts first. Seen failing with the log not read.
+func TestRunRanksByItsEventsLog(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "events.jsonl")
+	plan := makePlan(specs("a", "b: a", "c", "d: c")...)
+	first := func() []string {
+		sink, err := OpenEventLog(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sink.Close()
+		var started []string
+		slow := map[string]bool{"c": true, "d": true}
+		build := func(svc *planner.Service, st *planner.Step) (Step, error) {
+			return fakeStep{key: svc.Name, do: func(ctx context.Context, env *Env) (Undo, error) {
+				if slow[svc.Name] {
+					time.Sleep(30 * time.Millisecond)
+				}
+				return nil, nil
+			}}, nil
+		}
+		_, events := run(t, context.Background(), plan, Options{Build: build, EventsLog: log, Events: sink, Now: time.Now})
+		for _, e := range events.find(ServiceRestartStart, "") {
+			if e.Service == "a" || e.Service == "c" {
+				started = append(started, e.Service)
+			}
+		}
+		return started
+	}
+	if got := first(); !slices.Equal(got, []string{"a", "c"}) {
+		t.Fatalf("without history the chains started %v, want plan order [a c]", got)
+	}
+	if got := first(); !slices.Equal(got, []string{"c", "a"}) {
+		t.Errorf("with the slower chain in the log they started %v, want [c a]", got)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -53,7 +52,9 @@ func (r *runner) restart(svc *planner.Service, hold bool, t *turn) (outcome, *he
 		failed(err, "nothing changed; no rollback needed")
 		return outcomeFailed, nil
 	}
-	if _, ok := steps[0].(Turned); len(steps) == 0 || !ok {
+	if len(steps) == 0 {
+		t.close()
+	} else if _, ok := steps[0].(Turned); !ok {
 		t.close()
 	}
 
@@ -71,11 +72,7 @@ func (r *runner) restart(svc *planner.Service, hold bool, t *turn) (outcome, *he
 			env.JournalFunc = func(rec UndoRecord) error { return sj.setInFlight(st.Name, rec) }
 			env.ProcessFunc = func(pid int) { sj.procStarted(st.Name, pid) }
 		}
-		tj := time.Now()
 		sj.stepStart(st, steps[k], env)
-		if debugTurns && k == 0 {
-			fmt.Fprintf(os.Stderr, "TURNJ %s %v\n", svc.Name, time.Since(tj))
-		}
 		ctx := r.stepCtx
 		if k == 0 {
 			ctx = withTurn(ctx, t)

@@ -2,8 +2,6 @@ package executor
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"sync"
 	"time"
 )
@@ -20,10 +18,13 @@ import (
 // A turn restores the scheduler's order. The coordinator opens one per
 // service, in the order it starts them; a step that enqueues work in the
 // shared queue first waits for the turns opened before its own on the
-// same machine to close (WaitTurn), at most turnWait. A turn closes when
-// its service has enqueued its job, when its first step ends, or at once
-// when that step takes no turn (a drain, a command): a service never
-// holds the others back for longer than it takes to reach the queue.
+// same machine to close (WaitTurn). A turn closes when its service has
+// enqueued its job (the manager replied), when its first step ends, or at
+// once when that step takes no turn (a drain, a command). The wait costs
+// nothing while the earlier services are sending (go-systemd sends one
+// job request at a time anyway); an earlier service that has not reached
+// the queue is waited for at most turnWait, so a daemon-reload or a slow
+// fsync delays its own service, not the wave.
 
 // Turned is an optional interface of a Step: the step enqueues a job in a
 // queue that services share (systemd's) early in its Do, and calls
@@ -33,9 +34,9 @@ type Turned interface {
 	TakesTurn()
 }
 
-// turnWait bounds how long a service waits for the services started
-// before it to reach the queue: a daemon-reload, a slow fsync or an
-// unscheduled goroutine delays its own service, not the wave.
+// turnWait bounds how long a service waits, without any earlier turn
+// closing, for the services started before it to reach the queue. A
+// variable so that tests can make it long.
 var turnWait = 20 * time.Millisecond
 
 // turns are the open turns of a run, per machine (a host's index, -1 for
@@ -43,7 +44,6 @@ var turnWait = 20 * time.Millisecond
 type turns struct {
 	mu   sync.Mutex
 	open map[int][]*turn
-	n    int
 }
 
 type turn struct {
@@ -63,10 +63,8 @@ func newTurns() *turns { return &turns{open: map[int][]*turn{}} }
 
 // take opens the next turn on machine.
 func (ts *turns) take(machine int) *turn {
-	t := &turn{ts: ts, machine: machine, done: make(chan struct{}), sending: make(chan struct{}), opened: time.Now()}
+	t := &turn{ts: ts, machine: machine, done: make(chan struct{}), sending: make(chan struct{})}
 	ts.mu.Lock()
-	ts.n++
-	t.seq = ts.n
 	ts.open[machine] = append(ts.open[machine], t)
 	ts.mu.Unlock()
 	return t
@@ -105,9 +103,6 @@ func (t *turn) close() {
 	})
 }
 
-var debugTurns = os.Getenv("ROLLOUT_TURN_DEBUG") != ""
-var noTurns = os.Getenv("ROLLOUT_NO_TURNS") != ""
-
 type turnKey struct{}
 
 func withTurn(ctx context.Context, t *turn) context.Context {
@@ -124,17 +119,10 @@ func withTurn(ctx context.Context, t *turn) context.Context {
 // turn has ended, it returns at once.
 func WaitTurn(ctx context.Context) (done func()) {
 	t, _ := ctx.Value(turnKey{}).(*turn)
-	if t == nil || noTurns {
+	if t == nil {
 		return func() {}
 	}
-	if debugTurns {
-		fmt.Fprintf(os.Stderr, "TURNAT %d %v\n", t.seq, time.Since(t.opened))
-	}
 	if earlier := t.ts.earlier(t); len(earlier) > 0 {
-		if debugTurns {
-			t0 := time.Now()
-			defer func() { fmt.Fprintf(os.Stderr, "TURN waited %v for %d\n", time.Since(t0), len(earlier)) }()
-		}
 		// The earlier turns close one after another as the manager
 		// answers them. One that is sending is waited for however long
 		// the manager takes (the requests go one at a time anyway); the
@@ -152,9 +140,6 @@ func WaitTurn(ctx context.Context) (done func()) {
 					break wait
 				}
 			case <-timer.C:
-				if debugTurns {
-					fmt.Fprintf(os.Stderr, "TURNCAP %d gave up on %d at %v\n", t.seq, e.seq, time.Since(t.opened))
-				}
 				break wait
 			case <-ctx.Done():
 				break wait
@@ -163,8 +148,5 @@ func WaitTurn(ctx context.Context) (done func()) {
 		}
 	}
 	t.sendingOnce.Do(func() { close(t.sending) })
-	if debugTurns {
-		return func() { fmt.Fprintf(os.Stderr, "TURNSENT %d %v\n", t.seq, time.Since(t.opened)); t.close() }
-	}
 	return t.close
 }
