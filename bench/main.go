@@ -22,7 +22,11 @@
 //   - Ansible (when ansible-playbook is installed): one play per level,
 //     strategy free, local connection;
 //
-// in -rounds interleaved rounds, reporting medians. For the DAGs of
+// in -rounds interleaved rounds, reporting medians. Each rollout binary
+// appends every round's run to one events log, as an operator's log
+// accumulates: a run ranks services by the earlier runs' durations, so
+// round 1 runs without history. BENCH_OUTPUT=FILE appends every command's
+// output to FILE (with ROLLOUT_PHASES=1: where each run's start-up went). For the DAGs of
 // -seq-dags it also compares `rollout run --parallel 1` with an operator's
 // shell loop polling at the same granularity. Last, engine overhead: the
 // executor with the real step builder over a fake systemd that restarts
