@@ -25,10 +25,11 @@
 // in -rounds interleaved rounds, reporting medians. Each rollout binary
 // appends every round's run to one events log, as an operator's log
 // accumulates: a run ranks services by the earlier runs' durations, so
-// round 1 runs without history. BENCH_OUTPUT=FILE appends every command's
-// output to FILE (with ROLLOUT_PHASES=1: where each run's start-up went). For the DAGs of
-// -seq-dags it also compares `rollout run --parallel 1` with an operator's
-// shell loop polling at the same granularity. Last, engine overhead: the
+// round 1 runs without history. BENCH_OUTPUT=FILE appends every
+// command's output to FILE (with ROLLOUT_PHASES=1: where each run's
+// start-up went). For the DAGs of -seq-dags it also compares `rollout
+// run --parallel 1` with an operator's shell loop polling at the same
+// granularity. Last, engine overhead: the
 // executor with the real step builder over a fake systemd that restarts
 // instantly, for 1,000 and 10,000 services.
 //
@@ -634,7 +635,9 @@ func (e *env) runEnv(extra []string, name string, args ...string) error {
 	err := cmd.Run()
 	if f := os.Getenv("BENCH_OUTPUT"); f != "" {
 		if fh, ferr := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); ferr == nil {
-			out.mu.Lock(); fmt.Fprintf(fh, "== %s %s\n%s", name, strings.Join(args, " "), out.b); out.mu.Unlock()
+			out.mu.Lock()
+			fmt.Fprintf(fh, "== %s %s\n%s", name, strings.Join(args, " "), out.b)
+			out.mu.Unlock()
 			fh.Close()
 		}
 	}
