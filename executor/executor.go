@@ -88,6 +88,11 @@ type Env struct {
 	Service *planner.Service
 	Step    *planner.Step
 	Force   bool
+	// Expected is how long this step of this service took at best over
+	// its last few successes in the events log; 0 when unknown. A health
+	// check probes most often around the moment the service became
+	// healthy before.
+	Expected time.Duration
 	// Logf records a line of step output (command output, retries); the
 	// executor forwards it to the observer, never to the events log.
 	Logf func(format string, args ...any)

@@ -143,6 +143,16 @@ const (
 	historyRuns = 5
 )
 
+// learned is what earlier runs in the events log say: the shortest of
+// each service's last historyRuns successful restarts, and of each of
+// its steps' last historyRuns successes.
+type learned struct {
+	service map[string]time.Duration
+	step    map[stepKey]time.Duration
+}
+
+type stepKey struct{ service, step string }
+
 // restartDurations reads the events log at path and returns each
 // service's shortest restart over its last historyRuns
 // SERVICE_RESTART_SUCCESS events: waiting behind other services' restarts
@@ -152,7 +162,13 @@ const (
 // the next for that alone. A missing or unreadable log is no history: an
 // empty map.
 func restartDurations(path string) map[string]time.Duration {
-	out := map[string]time.Duration{}
+	return readLearned(path).service
+}
+
+// readLearned reads the events log at path: restartDurations, and the
+// same of each STEP_SUCCESS.
+func readLearned(path string) learned {
+	out := learned{service: map[string]time.Duration{}, step: map[stepKey]time.Duration{}}
 	if path == "" {
 		return out
 	}
@@ -172,8 +188,17 @@ func restartDurations(path string) map[string]time.Duration {
 		}
 		skipFirst = true // it starts mid-line
 	}
-	last := map[string][]time.Duration{}
-	marker := []byte(`"` + ServiceRestartSuccess + `"`)
+	services := map[string][]time.Duration{}
+	steps := map[stepKey][]time.Duration{}
+	keep := func(ds []time.Duration, d time.Duration) []time.Duration {
+		ds = append(ds, d)
+		if len(ds) > historyRuns {
+			ds = ds[1:]
+		}
+		return ds
+	}
+	serviceMarker := []byte(`"` + ServiceRestartSuccess + `"`)
+	stepMarker := []byte(`"` + StepSuccess + `"`)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	for sc.Scan() {
@@ -182,25 +207,33 @@ func restartDurations(path string) map[string]time.Duration {
 			continue
 		}
 		line := sc.Bytes()
-		if !bytes.Contains(line, marker) {
+		if !bytes.Contains(line, serviceMarker) && !bytes.Contains(line, stepMarker) {
 			continue // most lines: no JSON decoding
 		}
 		var e struct {
 			Event      string `json:"event"`
 			Service    string `json:"service"`
+			Step       string `json:"step"`
+			Phase      string `json:"phase"`
 			DurationMS int64  `json:"duration_ms"`
 		}
-		if json.Unmarshal(line, &e) != nil || e.Event != ServiceRestartSuccess || e.Service == "" {
+		if json.Unmarshal(line, &e) != nil || e.Service == "" {
 			continue
 		}
-		ds := append(last[e.Service], time.Duration(e.DurationMS)*time.Millisecond)
-		if len(ds) > historyRuns {
-			ds = ds[1:]
+		d := time.Duration(e.DurationMS) * time.Millisecond
+		switch {
+		case e.Event == ServiceRestartSuccess:
+			services[e.Service] = keep(services[e.Service], d)
+		case e.Event == StepSuccess && e.Step != "" && e.Phase == "":
+			k := stepKey{e.Service, e.Step}
+			steps[k] = keep(steps[k], d)
 		}
-		last[e.Service] = ds
 	}
-	for name, ds := range last {
-		out[name] = slices.Min(ds)
+	for name, ds := range services {
+		out.service[name] = slices.Min(ds)
+	}
+	for k, ds := range steps {
+		out.step[k] = slices.Min(ds)
 	}
 	return out
 }

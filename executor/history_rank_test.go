@@ -95,10 +95,12 @@ func TestRestartDurations(t *testing.T) {
 // TestRunRanksByItsEventsLog: a run learns from the runs in its events
 // log. Two chains the plan cannot tell apart start in plan order the
 // first time; once the log says the second chain is the slower, it
-// starts first. Seen failing with the log not read.
+// starts first, and each step is told how long it took before
+// (Env.Expected). Seen failing with the log not read.
 func TestRunRanksByItsEventsLog(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "events.jsonl")
 	plan := makePlan(specs("a", "b: a", "c", "d: c")...)
+	var expected time.Duration // what the last run's step of c expected
 	first := func() []string {
 		sink, err := OpenEventLog(log)
 		if err != nil {
@@ -109,6 +111,9 @@ func TestRunRanksByItsEventsLog(t *testing.T) {
 		slow := map[string]bool{"c": true, "d": true}
 		build := func(svc *planner.Service, st *planner.Step) (Step, error) {
 			return fakeStep{key: svc.Name, do: func(ctx context.Context, env *Env) (Undo, error) {
+				if svc.Name == "c" {
+					expected = env.Expected
+				}
 				if slow[svc.Name] {
 					time.Sleep(30 * time.Millisecond)
 				}
@@ -128,5 +133,9 @@ func TestRunRanksByItsEventsLog(t *testing.T) {
 	}
 	if got := first(); !slices.Equal(got, []string{"c", "a"}) {
 		t.Errorf("with the slower chain in the log they started %v, want [c a]", got)
+	}
+	// The step learned how long it took (its sleep, at least).
+	if expected < 30*time.Millisecond {
+		t.Errorf("c's step expected %v from the log, want its earlier duration (≥ 30ms)", expected)
 	}
 }

@@ -118,11 +118,11 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 	}
 	// How long each service took in earlier runs ranks the services the
 	// plan alone cannot tell apart; the log is read while preflight reads.
-	var took map[string]time.Duration
+	var took learned
 	tookDone := make(chan struct{})
 	go func() {
 		defer close(tookDone)
-		took = restartDurations(opts.EventsLog)
+		took = readLearned(opts.EventsLog)
 	}()
 	// Under the lock, so that what it sees is not another run's work in
 	// progress (a unit file that run is installing).
@@ -154,7 +154,8 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		em: &emitter{sink: opts.Events, observe: opts.Observe, runID: opts.RunID, now: opts.Now,
 			hosts: instanceHosts(plan), instances: templateInstances(plan)},
 		jr:         jr,
-		sched:      newSchedule(plan, opts.Parallel, took),
+		sched:      newSchedule(plan, opts.Parallel, took.service),
+		took:       took.step,
 		done:       make(chan serviceDone, len(plan.Services)),
 		canaryDone: make(chan canaryDone, len(plan.Canaries)),
 		runCtx:     ctx,
@@ -269,6 +270,7 @@ type runner struct {
 	jr      *journalWriter // nil without a lock path
 	sched   *schedule
 	turns   *turns
+	took    map[stepKey]time.Duration // each step's best in earlier runs
 	done    chan serviceDone
 	base    context.Context // the run's values without its cancellation
 	stepCtx context.Context // cancelled by Abort

@@ -189,10 +189,11 @@ func (r *runner) doStep(ctx context.Context, svc *planner.Service, st *planner.S
 
 func (r *runner) env(svc *planner.Service, st *planner.Step, attempt *atomic.Int64) *Env {
 	return &Env{
-		RunID:   r.opts.RunID,
-		Service: svc,
-		Step:    st,
-		Force:   r.opts.Force,
+		RunID:    r.opts.RunID,
+		Service:  svc,
+		Step:     st,
+		Force:    r.opts.Force,
+		Expected: r.took[stepKey{svc.Name, st.Name}],
 		Logf: func(format string, args ...any) {
 			r.em.note(Event{Event: StepLog, Service: svc.Name, Unit: svc.Unit, Step: st.Name, Message: fmt.Sprintf(format, args...)})
 		},

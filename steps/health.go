@@ -40,6 +40,42 @@ const (
 // compare caps; see fastPollWindow.
 var fastPollMax = 10 * time.Millisecond
 
+// When earlier runs say when a service became healthy (Env.Expected), the
+// poll spends its probes there: every expectSparse (or the adaptive
+// pause, if longer) until expectLead before that moment, every
+// expectDense until expectLag after it, then as without history. A
+// service ready when it was before is found ~1 ms after it listens
+// instead of ~5 ms, for about as many probes; one ready much sooner than
+// ever before is found at most expectSparse late.
+const (
+	expectSparse = 25 * time.Millisecond
+	expectDense  = 2 * time.Millisecond
+	expectLead   = 20 * time.Millisecond
+	expectLag    = 20 * time.Millisecond
+)
+
+type expectedReadyKey struct{}
+
+// expectReady tells the health polls under ctx when the service is
+// expected to become healthy.
+func expectReady(ctx context.Context, at time.Time) context.Context {
+	return context.WithValue(ctx, expectedReadyKey{}, at)
+}
+
+// pauseAround is the pause after a failed probe at now, for a service
+// expected healthy at expect; delay is the pause the adaptive poll would
+// take.
+func pauseAround(now, expect time.Time, delay time.Duration) time.Duration {
+	switch window := expect.Add(-expectLead); {
+	case now.Before(window):
+		return min(max(delay, expectSparse), max(window.Sub(now), expectDense))
+	case now.Before(expect.Add(expectLag)):
+		return expectDense
+	default:
+		return delay
+	}
+}
+
 // HealthError is a health check that failed every attempt; Err is the
 // last attempt's error.
 type HealthError struct {
@@ -117,6 +153,7 @@ func CheckHealth(ctx context.Context, h *planner.Health, unit string, sd Backend
 func pollUntil(ctx context.Context, probe func(context.Context) error, maxDelay time.Duration) error {
 	delay := firstPollDelay
 	fastUntil := time.Now().Add(fastPollWindow)
+	expect, expecting := ctx.Value(expectedReadyKey{}).(time.Time)
 	var previous error
 	for {
 		err := probe(ctx)
@@ -130,7 +167,11 @@ func pollUntil(ctx context.Context, probe func(context.Context) error, maxDelay 
 			return err
 		}
 		previous = err
-		if sleepCtx(ctx, delay) != nil {
+		pause := delay
+		if expecting {
+			pause = pauseAround(time.Now(), expect, delay)
+		}
+		if sleepCtx(ctx, pause) != nil {
 			return err
 		}
 		delay = nextPollDelay(delay, maxDelay, time.Now().Before(fastUntil))

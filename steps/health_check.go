@@ -82,6 +82,9 @@ func (s *healthCheckStep) Do(ctx context.Context, env *executor.Env) (executor.U
 	h := s.health
 	report := attemptFunc(env)
 	attempts := 0
+	if env != nil && env.Expected > 0 {
+		ctx = expectReady(ctx, time.Now().Add(env.Expected))
+	}
 	err := s.check(ctx, &h, s.unit, s.sd, func(n int) {
 		attempts = n
 		report(n)

@@ -28,3 +28,32 @@ func TestNextPollDelay(t *testing.T) {
 		})
 	}
 }
+
+// TestPauseAroundTheExpectedMoment: with a moment from earlier runs the
+// poll probes sparsely before it, densely around it, and as without
+// history after it; never past the window's start, never a zero pause.
+func TestPauseAroundTheExpectedMoment(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	expect := t0.Add(250 * time.Millisecond)
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	tests := []struct {
+		now   time.Duration // since t0
+		delay time.Duration // the adaptive pause
+		want  time.Duration
+	}{
+		{0, ms(10), expectSparse},                     // long before: sparse
+		{ms(220), ms(10), ms(10)},                     // the window opens in 10 ms: wait just that
+		{ms(229), ms(10), expectDense},                // in less than a dense pause: dense
+		{ms(240), ms(10), expectDense},                // in the window
+		{ms(265), ms(10), expectDense},                // still (expectLag after)
+		{ms(275), ms(10), ms(10)},                     // after it: as without history
+		{0, ms(400), ms(230)},                         // a longer adaptive pause stops at the window
+		{ms(300), ms(800), ms(800)},                   // long after: the adaptive pause
+		{-ms(5000), 2 * time.Second, time.Second * 2}, // far before, slow poll: the adaptive pause
+	}
+	for _, tt := range tests {
+		if got := pauseAround(t0.Add(tt.now), expect, tt.delay); got != tt.want {
+			t.Errorf("pauseAround(t0+%v, delay %v) = %v, want %v", tt.now, tt.delay, got, tt.want)
+		}
+	}
+}
