@@ -1,8 +1,10 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -70,4 +72,31 @@ func BenchmarkJournal(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(journalWrites.Load()-before)/float64(b.N*n), "writes/service")
+}
+
+// BenchmarkReadLearned reads a full historyTail (1 MB, the most a run
+// reads) of 90-service runs: what a run spends on its history, beside
+// preflight.
+func BenchmarkReadLearned(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "events.jsonl")
+	var buf bytes.Buffer
+	for run := 0; buf.Len() < historyTail; run++ {
+		for i := range 90 {
+			svc := fmt.Sprintf("l%d-%02d", i/30+1, i%30+1)
+			for _, step := range []string{"restart", "verify", "settle"} {
+				fmt.Fprintf(&buf, `{"time":"2026-12-01T10:00:00Z","run_id":"r%d","event":"STEP_START","service":%q,"unit":"b-%s.service","step":%q,"duration_ms":0}`+"\n", run, svc, svc, step)
+				fmt.Fprintf(&buf, `{"time":"2026-12-01T10:00:00Z","run_id":"r%d","event":"STEP_SUCCESS","service":%q,"unit":"b-%s.service","step":%q,"duration_ms":%d}`+"\n", run, svc, svc, step, 100+i)
+			}
+			fmt.Fprintf(&buf, `{"time":"2026-12-01T10:00:00Z","run_id":"r%d","event":"SERVICE_RESTART_SUCCESS","service":%q,"unit":"b-%s.service","duration_ms":%d}`+"\n", run, svc, svc, 400+i)
+		}
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if l := readLearned(path); len(l.service) != 90 {
+			b.Fatalf("learned %d services, want 90", len(l.service))
+		}
+	}
 }
