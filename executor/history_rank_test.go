@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -137,5 +138,43 @@ func TestRunRanksByItsEventsLog(t *testing.T) {
 	// The step learned how long it took (its sleep, at least).
 	if expected < 30*time.Millisecond {
 		t.Errorf("c's step expected %v from the log, want its earlier duration (≥ 30ms)", expected)
+	}
+}
+
+// TestDurationFieldsReadsWhatJSONReads: the key-by-key reading of a line
+// rollout wrote gives what decoding it gives, for every kind of success
+// event, and rejects the rest.
+func TestDurationFieldsReadsWhatJSONReads(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	events := []Event{
+		{Time: at, RunID: "r", Event: StepSuccess, Service: "api", Unit: "api.service", Step: "verify", DurationMS: 251},
+		{Time: at, RunID: "r", Event: StepSuccess, Service: "api@app-1", Host: "app-1", Unit: "api.service", Step: "restart", DurationMS: 12, Message: "reloaded"},
+		{Time: at, RunID: "r", Event: StepSuccess, Service: "w:2", Instance: "2", Unit: "w@2.service", Step: "stop", Phase: "rollback", DurationMS: 40},
+		{Time: at, RunID: "r", Event: ServiceRestartSuccess, Service: "db", Unit: "db.service", DurationMS: 1500},
+		{Time: at, RunID: "r", Event: StepSuccess, Service: "odd", Step: "x", Message: `a "quoted" word`, DurationMS: 7},
+		{Time: at, RunID: "r", Event: StepStart, Service: "api", Step: "verify"},
+		{Time: at, RunID: "r", Event: ServiceRestartFailed, Service: "api", DurationMS: 9},
+	}
+	for _, ev := range events {
+		line, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := durationFields(line)
+		relevant := ev.Event == StepSuccess || ev.Event == ServiceRestartSuccess
+		if ok != relevant {
+			t.Errorf("%s: ok = %v, want %v", line, ok, relevant)
+			continue
+		}
+		var want durationEvent
+		if err := json.Unmarshal(line, &want); err != nil {
+			t.Fatal(err)
+		}
+		if relevant && got != want {
+			t.Errorf("%s:\n got %+v\nwant %+v", line, got, want)
+		}
+		if _, ok := durationFields(line[:len(line)-3]); ok {
+			t.Errorf("%s cut short was read", line)
+		}
 	}
 }
