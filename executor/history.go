@@ -137,8 +137,9 @@ func (s *RunSummary) noteIrreversible(e Event) {
 // to restart, to rank services whose place in the plan is the same (as
 // ninja ranks a build's edges by its log of earlier builds). Only the
 // log's last historyTail bytes are read, and only the durations of the
-// last historyRuns successful restarts of each service count, so that a platform that changed is learned again within a
-// few runs and a years-long log costs what a short one does.
+// last historyRuns successful restarts of each service count, so that a
+// platform that changed is learned again within a few runs and a
+// years-long log costs what a short one does.
 const (
 	historyTail = 1 << 20
 	historyRuns = 5
@@ -146,25 +147,18 @@ const (
 
 // learned is what earlier runs in the events log say: the shortest of
 // each service's last historyRuns successful restarts, and of each of
-// its steps' last historyRuns successes.
+// its steps' last historyRuns successes. The shortest, because waiting
+// behind other services' restarts (systemd runs a burst of jobs one after
+// another) only adds to a duration: the shortest is the closest to what
+// the service itself needs, and a service that queued last in one run is
+// not ranked first in the next for that alone (with the median, it was,
+// and last again in the run after).
 type learned struct {
 	service map[string]time.Duration
 	step    map[stepKey]time.Duration
 }
 
 type stepKey struct{ service, step string }
-
-// restartDurations reads the events log at path and returns each
-// service's shortest restart over its last historyRuns
-// SERVICE_RESTART_SUCCESS events: waiting behind other services' restarts
-// (systemd runs a burst of jobs one after another) only adds to a
-// duration, so the shortest is the closest to what the service itself
-// needs, and a service that queued last in one run is not ranked first in
-// the next for that alone. A missing or unreadable log is no history: an
-// empty map.
-func restartDurations(path string) map[string]time.Duration {
-	return readLearned(path).service
-}
 
 // durationEvent is what readLearned takes from an events log line.
 type durationEvent struct {
@@ -241,8 +235,9 @@ var (
 	successService = []byte(ServiceRestartSuccess + `"`)
 )
 
-// readLearned reads the events log at path: restartDurations, and the
-// same of each STEP_SUCCESS.
+// readLearned reads what the events log at path has learned, from its
+// SERVICE_RESTART_SUCCESS and STEP_SUCCESS events (a rollback's steps do
+// not count). A missing or unreadable log is no history.
 func readLearned(path string) learned {
 	out := learned{service: map[string]time.Duration{}, step: map[stepKey]time.Duration{}}
 	if path == "" {

@@ -65,12 +65,12 @@ func TestRestartDurations(t *testing.T) {
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got := restartDurations(path)
+	got := readLearned(path).service
 	want := map[string]time.Duration{"api": 200 * time.Millisecond, "db": 80 * time.Millisecond}
 	if len(got) != len(want) || got["api"] != want["api"] || got["db"] != want["db"] {
-		t.Errorf("restartDurations = %v, want %v", got, want)
+		t.Errorf("learned restarts %v, want %v", got, want)
 	}
-	if got := restartDurations(filepath.Join(dir, "missing.jsonl")); len(got) != 0 {
+	if got := readLearned(filepath.Join(dir, "missing.jsonl")).service; len(got) != 0 {
 		t.Errorf("a missing log gave %v, want no history", got)
 	}
 
@@ -87,7 +87,7 @@ func TestRestartDurations(t *testing.T) {
 	if err := os.WriteFile(path, []byte(big.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got = restartDurations(path)
+	got = readLearned(path).service
 	if _, ok := got["gone"]; ok || got["api"] != want["api"] {
 		t.Errorf("from a long log: %v, want api 200ms and nothing of the head", got)
 	}

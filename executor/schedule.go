@@ -70,7 +70,7 @@ type schedule struct {
 }
 
 // newSchedule orders plan's services; took is how long each took to
-// restart in earlier runs (restartDurations), nil for none.
+// restart in earlier runs (learned.service), nil for none.
 func newSchedule(plan *planner.Plan, parallel int, took map[string]time.Duration) *schedule {
 	n := len(plan.Services)
 	s := &schedule{
