@@ -39,34 +39,49 @@ type Turned interface {
 // variable so that tests can make it long.
 var turnWait = 20 * time.Millisecond
 
-// turns are the open turns of a run, per machine (a host's index, -1 for
-// the local machine), in the order they were opened.
+// turns are the turns of a run, per machine (a host's index, -1 for the
+// local machine), in the order they were opened.
 type turns struct {
-	mu   sync.Mutex
-	open map[int][]*turn
+	mu     sync.Mutex
+	queues map[int]*turnQueue
+}
+
+// turnQueue is one machine's turns from the oldest still open on: closed
+// turns leave from its front, so closing is O(1) however many services a
+// wave starts.
+type turnQueue struct {
+	turns []*turn
+	base  int // the seq of turns[0]
+	next  int // the seq of the next turn
 }
 
 type turn struct {
-	ts      *turns
-	machine int
-	done    chan struct{}
-	once    sync.Once
+	ts     *turns
+	q      *turnQueue
+	seq    int
+	closed bool // under ts.mu
+	done   chan struct{}
+	once   sync.Once
 	// sending is closed once the turn's service has waited its turn and
 	// sends its request.
 	sending     chan struct{}
 	sendingOnce sync.Once
-	seq         int
-	opened      time.Time
 }
 
-func newTurns() *turns { return &turns{open: map[int][]*turn{}} }
+func newTurns() *turns { return &turns{queues: map[int]*turnQueue{}} }
 
 // take opens the next turn on machine.
 func (ts *turns) take(machine int) *turn {
-	t := &turn{ts: ts, machine: machine, done: make(chan struct{}), sending: make(chan struct{})}
 	ts.mu.Lock()
-	ts.open[machine] = append(ts.open[machine], t)
-	ts.mu.Unlock()
+	defer ts.mu.Unlock()
+	q := ts.queues[machine]
+	if q == nil {
+		q = &turnQueue{}
+		ts.queues[machine] = q
+	}
+	t := &turn{ts: ts, q: q, seq: q.next, done: make(chan struct{}), sending: make(chan struct{})}
+	q.next++
+	q.turns = append(q.turns, t)
 	return t
 }
 
@@ -75,13 +90,16 @@ func (ts *turns) take(machine int) *turn {
 func (ts *turns) earlier(t *turn) []*turn {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	q := ts.open[t.machine]
-	for k, o := range q {
-		if o == t {
-			return append([]*turn(nil), q[:k]...)
+	if t.closed {
+		return nil
+	}
+	var out []*turn
+	for _, o := range t.q.turns[:t.seq-t.q.base] {
+		if !o.closed {
+			out = append(out, o)
 		}
 	}
-	return nil
+	return out
 }
 
 // close ends t; it is safe to call more than once and on nil.
@@ -91,12 +109,12 @@ func (t *turn) close() {
 	}
 	t.once.Do(func() {
 		t.ts.mu.Lock()
-		q := t.ts.open[t.machine]
-		for k, o := range q {
-			if o == t {
-				t.ts.open[t.machine] = append(q[:k:k], q[k+1:]...)
-				break
-			}
+		t.closed = true
+		q := t.q
+		for len(q.turns) > 0 && q.turns[0].closed {
+			q.turns[0] = nil
+			q.turns = q.turns[1:]
+			q.base++
 		}
 		t.ts.mu.Unlock()
 		close(t.done)

@@ -114,3 +114,37 @@ func TestWaitTurnIsBounded(t *testing.T) {
 		t.Fatalf("succeeded %v, want both", res.Succeeded)
 	}
 }
+
+// TestTurnQueue: a turn waits only for the open turns opened before it
+// on its own machine; closed turns leave the queue's front.
+func TestTurnQueue(t *testing.T) {
+	ts := newTurns()
+	a, b, c := ts.take(-1), ts.take(-1), ts.take(-1)
+	remote := ts.take(0)
+	if got := ts.earlier(c); !slices.Equal(got, []*turn{a, b}) {
+		t.Fatalf("earlier(c) = %v, want [a b]", got)
+	}
+	if got := ts.earlier(remote); len(got) != 0 {
+		t.Errorf("a turn on another machine waits for %d turns, want none", len(got))
+	}
+	b.close()
+	if got := ts.earlier(c); !slices.Equal(got, []*turn{a}) {
+		t.Errorf("after b closed, earlier(c) = %v, want [a]", got)
+	}
+	a.close()
+	a.close() // twice is fine
+	if got := ts.earlier(c); len(got) != 0 {
+		t.Errorf("after a and b closed, earlier(c) = %v, want none", got)
+	}
+	if q := ts.queues[-1]; len(q.turns) != 1 || q.base != 2 {
+		t.Errorf("the queue holds %d turns from seq %d, want only c (seq 2)", len(q.turns), q.base)
+	}
+	d := ts.take(-1)
+	if got := ts.earlier(d); !slices.Equal(got, []*turn{c}) {
+		t.Errorf("earlier(d) = %v, want [c]", got)
+	}
+	c.close()
+	if got := ts.earlier(c); got != nil {
+		t.Errorf("a closed turn waits for %v", got)
+	}
+}
