@@ -289,11 +289,11 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 	}
 	type contender struct {
 		name string
-		run  func(round int) error
+		run  func() error
 	}
 	var runs []runFigures
 	contenders := []contender{
-		{"rollout run --parallel 0", func(round int) error {
+		{"rollout run --parallel 0", func() error {
 			// One events log for every round, as an operator's: each
 			// run learns from the ones before it (round 1 has no history).
 			events := filepath.Join(dir, "events-p0.jsonl")
@@ -310,18 +310,18 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 			runs = append(runs, f)
 			return nil
 		}},
-		{"level script", func(int) error { return e.runEnv(nil, "bash", levelFile) }},
+		{"level script", func() error { return e.runEnv(nil, "bash", levelFile) }},
 	}
 	for _, b := range o.baselines {
 		name, bin, _ := strings.Cut(b, "=")
-		contenders = append(contenders, contender{name + " --parallel 0", func(round int) error {
+		contenders = append(contenders, contender{name + " --parallel 0", func() error {
 			events := filepath.Join(dir, fmt.Sprintf("events-%s.jsonl", name))
 			return e.runEnv(nil, bin, "run", planFile, "--user", "--no-tty", "--events", events, "--parallel", "0")
 		}})
 	}
 	if playbook != "" {
 		adir := filepath.Dir(playbook)
-		contenders = append(contenders, contender{"ansible-playbook", func(int) error {
+		contenders = append(contenders, contender{"ansible-playbook", func() error {
 			return e.runEnv([]string{"ANSIBLE_CONFIG=" + filepath.Join(adir, "ansible.cfg")}, e.ansible, "-i", filepath.Join(adir, "inventory.ini"), playbook)
 		}})
 	}
@@ -339,12 +339,12 @@ func (e *env) dagBench(o benchOptions, name, title string, defs []svcDef, sequen
 			var wall time.Duration
 			if c.name == contenders[0].name {
 				n := len(runs)
-				if err := c.run(r); err != nil {
+				if err := c.run(); err != nil {
 					return fmt.Errorf("%s: %w", c.name, err)
 				}
 				wall = runs[n].wall
 			} else {
-				if wall, err = timed(func() error { return c.run(r) }); err != nil {
+				if wall, err = timed(func() error { return c.run() }); err != nil {
 					return fmt.Errorf("%s: %w", c.name, err)
 				}
 			}

@@ -52,10 +52,10 @@ func (r *runner) restart(svc *planner.Service, hold bool, t *turn) (outcome, *he
 		failed(err, "nothing changed; no rollback needed")
 		return outcomeFailed, nil
 	}
-	if len(steps) == 0 {
-		t.close()
-	} else if _, ok := steps[0].(Turned); !ok {
-		t.close()
+	if len(steps) > 0 {
+		if _, ok := steps[0].(Turned); !ok {
+			t.close() // a first step that enqueues nothing holds no one back
+		}
 	}
 
 	sj := r.jr.service(svc)
@@ -78,7 +78,9 @@ func (r *runner) restart(svc *planner.Service, hold bool, t *turn) (outcome, *he
 			ctx = withTurn(ctx, t)
 		}
 		undo, err := r.doStep(ctx, svc, st, steps[k], env, &attempt)
-		t.close()
+		if k == 0 {
+			t.close()
+		}
 		var pushed *undoEntry
 		if undo != nil {
 			stack = append(stack, undoEntry{undo: undo, step: st})
