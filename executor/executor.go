@@ -150,7 +150,12 @@ func (e *Env) Report(msg string) {
 type Options struct {
 	Build Builder
 	// Parallel is how many services may restart at once; 0 = unbounded.
-	Parallel    int
+	Parallel int
+	// TurnWait bounds how long a service started together with others
+	// waits, without progress, for those started before it to send their
+	// job (WaitTurn); 0 = 20 ms. Tests on a loaded machine make it long
+	// when the order, not the bound, is under test.
+	TurnWait    time.Duration
 	OnFailure   string // dsl.OnFailureAbort (default) or dsl.OnFailureContinue
 	MaxFailures int    // with OnFailureContinue: stop starting services after this many failures; 0 = no limit
 	Force       bool

@@ -159,7 +159,7 @@ func Run(ctx context.Context, plan *planner.Plan, opts Options) (Result, error) 
 		done:       make(chan serviceDone, len(plan.Services)),
 		canaryDone: make(chan canaryDone, len(plan.Canaries)),
 		runCtx:     ctx,
-		turns:      newTurns(),
+		turns:      newTurns(opts.TurnWait),
 		// Rollbacks and commits keep ctx's values but not its cancellation.
 		base: context.WithoutCancel(ctx),
 	}

@@ -35,13 +35,15 @@ type Turned interface {
 }
 
 // turnWait bounds how long a service waits, without any earlier turn
-// closing, for the services started before it to reach the queue. A
-// variable so that tests can make it long.
+// closing, for the services started before it to reach the queue
+// (Options.TurnWait overrides it). A variable so that tests can make it
+// long.
 var turnWait = 20 * time.Millisecond
 
 // turns are the turns of a run, per machine (a host's index, -1 for the
 // local machine), in the order they were opened.
 type turns struct {
+	wait   time.Duration // turnWait, or the run's Options.TurnWait
 	mu     sync.Mutex
 	queues map[int]*turnQueue
 }
@@ -68,7 +70,12 @@ type turn struct {
 	sendingOnce sync.Once
 }
 
-func newTurns() *turns { return &turns{queues: map[int]*turnQueue{}} }
+func newTurns(wait time.Duration) *turns {
+	if wait <= 0 {
+		wait = turnWait
+	}
+	return &turns{wait: wait, queues: map[int]*turnQueue{}}
+}
 
 // take opens the next turn on machine.
 func (ts *turns) take(machine int) *turn {
@@ -145,7 +152,7 @@ func WaitTurn(ctx context.Context) (done func()) {
 		// answers them. One that is sending is waited for however long
 		// the manager takes (the requests go one at a time anyway); the
 		// wait for one that has not reached its queue yet is bounded.
-		timer := time.NewTimer(turnWait)
+		timer := time.NewTimer(t.ts.wait)
 		defer timer.Stop()
 	wait:
 		for _, e := range earlier {
@@ -162,7 +169,7 @@ func WaitTurn(ctx context.Context) (done func()) {
 			case <-ctx.Done():
 				break wait
 			}
-			timer.Reset(turnWait) // no stale expiry since Go 1.23
+			timer.Reset(t.ts.wait) // no stale expiry since Go 1.23
 		}
 	}
 	t.sendingOnce.Do(func() { close(t.sending) })

@@ -118,7 +118,7 @@ func TestWaitTurnIsBounded(t *testing.T) {
 // TestTurnQueue: a turn waits only for the open turns opened before it
 // on its own machine; closed turns leave the queue's front.
 func TestTurnQueue(t *testing.T) {
-	ts := newTurns()
+	ts := newTurns(0)
 	a, b, c := ts.take(-1), ts.take(-1), ts.take(-1)
 	remote := ts.take(0)
 	if got := ts.earlier(c); !slices.Equal(got, []*turn{a, b}) {

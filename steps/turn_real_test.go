@@ -98,7 +98,9 @@ func TestRestartJobsReachSystemdInScheduleOrder(t *testing.T) {
 		}
 		return step, nil
 	}
-	res, err := executor.Run(ctx, plan, executor.Options{Build: build, RunID: "turns"})
+	// The order, not the bound, is under test: on a loaded machine head's
+	// 10 ms and its reads can outlast the default 20 ms without progress.
+	res, err := executor.Run(ctx, plan, executor.Options{Build: build, RunID: "turns", TurnWait: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
