@@ -23,7 +23,7 @@ import (
 // once when that step takes no turn (a drain, a command). The wait costs
 // nothing while the earlier services are sending (go-systemd sends one
 // job request at a time anyway); an earlier service that has not reached
-// the queue is waited for at most turnWait, so a daemon-reload or a slow
+// the queue is waited for at most the turn wait (20 ms), so a daemon-reload or a slow
 // fsync delays its own service, not the wave.
 
 // Turned is an optional interface of a Step: the step enqueues a job in a
@@ -34,16 +34,15 @@ type Turned interface {
 	TakesTurn()
 }
 
-// turnWait bounds how long a service waits, without any earlier turn
-// closing, for the services started before it to reach the queue
-// (Options.TurnWait overrides it). A variable so that tests can make it
-// long.
-var turnWait = 20 * time.Millisecond
+// defaultTurnWait bounds how long a service waits, without any earlier
+// turn closing, for the services started before it to reach the queue,
+// unless the run's Options.TurnWait says otherwise.
+const defaultTurnWait = 20 * time.Millisecond
 
 // turns are the turns of a run, per machine (a host's index, -1 for the
 // local machine), in the order they were opened.
 type turns struct {
-	wait   time.Duration // turnWait, or the run's Options.TurnWait
+	wait   time.Duration // Options.TurnWait, or defaultTurnWait
 	mu     sync.Mutex
 	queues map[int]*turnQueue
 }
@@ -72,7 +71,7 @@ type turn struct {
 
 func newTurns(wait time.Duration) *turns {
 	if wait <= 0 {
-		wait = turnWait
+		wait = defaultTurnWait
 	}
 	return &turns{wait: wait, queues: map[int]*turnQueue{}}
 }
@@ -138,9 +137,9 @@ func withTurn(ctx context.Context, t *turn) context.Context {
 }
 
 // WaitTurn waits until the services started before this one on the same
-// machine have enqueued their first job (or turnWait has passed, or ctx
-// is done), and returns the function that ends this service's turn: call
-// it once the job is enqueued. Outside a run's first step, or once the
+// machine have enqueued their first job (or the run's TurnWait has
+// passed without progress, or ctx is done), and returns the function that
+// ends this service's turn: call it once the job is enqueued. Outside a run's first step, or once the
 // turn has ended, it returns at once.
 func WaitTurn(ctx context.Context) (done func()) {
 	t, _ := ctx.Value(turnKey{}).(*turn)

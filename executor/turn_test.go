@@ -23,8 +23,6 @@ func (turnedStep) TakesTurn() {}
 // heads (c, a), then the rest in plan order. Without (WaitTurn returning
 // at once) it receives them in the order they arrive.
 func TestServicesStartedTogetherEnqueueInScheduleOrder(t *testing.T) {
-	defer func(d time.Duration) { turnWait = d }(turnWait)
-	turnWait = time.Hour // the order, not the bound, is under test
 	plan := makePlan(specs("x", "y", "a", "b: a", "c", "d: c", "e: d")...)
 	starters := []string{"c", "a", "x", "y"} // the schedule's order of the first wave
 	var mu sync.Mutex
@@ -44,7 +42,7 @@ func TestServicesStartedTogetherEnqueueInScheduleOrder(t *testing.T) {
 			return nil, nil
 		}}}, nil
 	}
-	res, _ := run(t, context.Background(), plan, Options{Build: build})
+	res, _ := run(t, context.Background(), plan, Options{Build: build, TurnWait: time.Hour}) // the order, not the bound, is under test
 	if len(res.Succeeded) != 7 {
 		t.Fatalf("succeeded %v, want all 7", res.Succeeded)
 	}
@@ -57,8 +55,6 @@ func TestServicesStartedTogetherEnqueueInScheduleOrder(t *testing.T) {
 // takes no turn (a drain, a command) never holds back the services
 // started after it, even while that step runs.
 func TestTurnIsNotHeldByAStepThatEnqueuesNothing(t *testing.T) {
-	defer func(d time.Duration) { turnWait = d }(turnWait)
-	turnWait = time.Hour // a wait for the drain would hang the test
 	plan := makePlan(specs("drained", "other")...)
 	release := make(chan struct{})
 	entered := make(chan struct{})
@@ -81,7 +77,7 @@ func TestTurnIsNotHeldByAStepThatEnqueuesNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, _ := run(t, ctx, plan, Options{Build: build})
+	res, _ := run(t, ctx, plan, Options{Build: build, TurnWait: time.Hour}) // a wait for the drain would hang the test
 	if len(res.Succeeded) != 2 {
 		t.Fatalf("succeeded %v, want both", res.Succeeded)
 	}
@@ -89,10 +85,8 @@ func TestTurnIsNotHeldByAStepThatEnqueuesNothing(t *testing.T) {
 
 // TestWaitTurnIsBounded: a service that never reaches its queue (its
 // step blocks before, as on a slow daemon-reload) holds the next one
-// back for turnWait at most.
+// back for the run's TurnWait at most.
 func TestWaitTurnIsBounded(t *testing.T) {
-	defer func(d time.Duration) { turnWait = d }(turnWait)
-	turnWait = 10 * time.Millisecond
 	plan := makePlan(specs("slow", "next")...)
 	release := make(chan struct{})
 	build := func(svc *planner.Service, st *planner.Step) (Step, error) {
@@ -109,7 +103,7 @@ func TestWaitTurnIsBounded(t *testing.T) {
 			return nil, nil
 		}}}, nil
 	}
-	res, _ := run(t, context.Background(), plan, Options{Build: build})
+	res, _ := run(t, context.Background(), plan, Options{Build: build, TurnWait: 10 * time.Millisecond})
 	if len(res.Succeeded) != 2 {
 		t.Fatalf("succeeded %v, want both", res.Succeeded)
 	}
